@@ -1,0 +1,80 @@
+"""sglp's one entry point: `python run.py [group=option ...] [key=value ...]` (Hydra).
+
+Translates the composed config into library calls; no algorithm lives here.
+`python run.py --help` lists the config groups; `python run.py --cfg job` prints the config.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+log = logging.getLogger("sglp")
+
+
+def command_line() -> str:
+    return "python run.py " + " ".join(HydraConfig.get().overrides.task)
+
+
+def run(cfg: DictConfig) -> dict:
+    import torch
+
+    from sglp.pretrain import pretrain_backbone
+
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    run_dir = HydraConfig.get().runtime.output_dir
+    data = instantiate(cfg.dataset.splits)
+    net = instantiate(cfg.model.net)
+    logger = instantiate(cfg.logger)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    tags = [cfg.mode, cfg.model.name, cfg.dataset.name]
+
+    if cfg.mode == "pretrain" or (cfg.pretrain_if_missing and not os.path.exists(cfg.checkpoint)):
+        logger.start(f"pretrain-{cfg.model.name}-{cfg.dataset.name}", resolved, run_dir, tags)
+        meta = pretrain_backbone(net, data, instantiate(cfg.pretrain), cfg.checkpoint, seed=cfg.seed,
+                                 resume=cfg.resume, logger=logger, config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+                                 command=command_line(), progress=cfg.progress)
+        logger.finish(meta)
+        if cfg.mode == "pretrain":
+            return meta
+
+    from sglp.pipeline import PruneSettings, run_pruning
+
+    settings = PruneSettings(
+        calib_batch_size=cfg.calibration.batch_size, calib_batches=cfg.calibration.num_batches,
+        eval_batch_size=cfg.eval_batch_size, latency_batch_sizes=list(cfg.latency.batch_sizes),
+        latency_threads=cfg.latency.threads, latency_min_run_time=cfg.latency.min_run_time,
+        save_pruned_model=cfg.save_pruned_model, seed=cfg.seed, progress=cfg.progress,
+    )
+    row = run_pruning(
+        net=net, data=data, checkpoint=cfg.checkpoint, similarity=instantiate(cfg.similarity),
+        segmenter=instantiate(cfg.segmenter), search=instantiate(cfg.search), scorer=instantiate(cfg.scorer),
+        finetune=instantiate(cfg.finetune), settings=settings, run_dir=run_dir, results_table=cfg.results_table,
+        logger=logger, identity={"experiment": cfg.experiment, "method": cfg.get("method", "sglp"),
+                                 "model": cfg.model.name, "dataset": cfg.dataset.name, "seed": cfg.seed},
+        config=resolved, tags=tags,
+    )
+    return row
+
+
+@hydra.main(config_path="configs", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from sglp.errors import SGLPError
+
+    try:
+        run(cfg)
+    except SGLPError as e:  # bad input: one message naming the problem and the fix, no traceback
+        log.error("%s", e)
+        print(f"\nsglp: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

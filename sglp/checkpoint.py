@@ -1,0 +1,51 @@
+"""Saving and loading weights with metadata; corrupt or mismatched files give a clear error."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sglp.errors import CheckpointError
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **meta: Any) -> Path:
+    """Write {"state_dict", "meta"} atomically (temp file + rename): a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is unusable
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a torch file ({type(e).__name__}). "
+            "Fix: delete it and re-create it (`python run.py mode=pretrain ...`), or point `checkpoint=` elsewhere."
+        ) from e
+    if not isinstance(obj, dict) or "state_dict" not in obj:
+        raise CheckpointError(f"checkpoint {path} has no 'state_dict': not written by sglp.checkpoint.save_checkpoint")
+    return obj
+
+
+def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load weights into `model` (strict); returns the checkpoint's metadata."""
+    obj = load_checkpoint(path)
+    try:
+        model.load_state_dict(obj["state_dict"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise CheckpointError(
+            f"checkpoint {path} does not fit {type(model).__name__} ({first}). "
+            "Fix: choose the model/dataset it was trained for, or another checkpoint."
+        ) from e
+    return obj.get("meta", {})

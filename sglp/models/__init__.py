@@ -1,0 +1,1 @@
+"""Model families. Each module builds networks that expose `prunable_units()`."""

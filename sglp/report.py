@@ -1,0 +1,138 @@
+"""The result row: one flat record per run, written as JSON + CSV, appended to a results table,
+printed, and logged to Weights & Biases (offline unless configured otherwise)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping
+
+from filelock import FileLock
+
+
+def git_commit(root: str | Path = ".") -> str:
+    """The current commit hash (with '-dirty' if the tree has changes), or 'unknown'."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _cell(v: Any) -> Any:
+    return json.dumps(v) if isinstance(v, (list, tuple, dict)) else v
+
+
+def write_row(row: Mapping[str, Any], run_dir: str | Path) -> None:
+    """Write `row` as row.json and row.csv in `run_dir`."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "row.json").write_text(json.dumps(row, indent=2, default=str) + "\n")
+    with open(run_dir / "row.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        w.writeheader()
+        w.writerow({k: _cell(v) for k, v in row.items()})
+
+
+def append_row(row: Mapping[str, Any], table: str | Path) -> None:
+    """Append `row` to a CSV table shared by many runs, under a file lock.
+
+    Rows keep every column ever seen: a row with new keys rewrites the header (old rows get
+    empty cells), so nothing already written is lost.
+    """
+    table = Path(table)
+    table.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(table) + ".lock"):
+        rows: list[dict[str, Any]] = []
+        fields: list[str] = []
+        if table.exists() and table.stat().st_size:
+            with open(table, newline="") as f:
+                reader = csv.DictReader(f)
+                fields = list(reader.fieldnames or [])
+                rows = list(reader)
+        new = [k for k in row if k not in fields]
+        if new or not fields:
+            fields += new
+            tmp = table.with_suffix(".tmp")
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields)
+                w.writeheader()
+                w.writerows(rows)
+                w.writerow({k: _cell(v) for k, v in row.items()})
+            tmp.replace(table)
+        else:
+            with open(table, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=fields).writerow({k: _cell(v) for k, v in row.items()})
+
+
+def format_row(row: Mapping[str, Any]) -> str:
+    """The row as a two-column text table for the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="sglp result", show_header=True)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for k, v in row.items():
+        if isinstance(v, float):
+            v = f"{v:.4g}" if math.isfinite(v) and abs(v) < 1e6 else f"{v:.4e}"
+        table.add_row(k, str(v))
+    console = Console(width=120, record=True, force_terminal=False)
+    with console.capture() as cap:
+        console.print(table)
+    return cap.get()
+
+
+class NullLogger:
+    """Logs nothing (logger=none)."""
+
+    def start(self, name: str, config: Mapping[str, Any], run_dir: str | Path, tags: list[str] | None = None) -> None:
+        pass
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        pass
+
+    def log_image(self, key: str, path: str | Path) -> None:
+        pass
+
+    def finish(self, summary: Mapping[str, Any] | None = None) -> None:
+        pass
+
+
+class WandbLogger(NullLogger):
+    """Weights & Biases: one run per result row. Offline by default (`mode: online` to sync live;
+    `wandb sync <run_dir>/wandb/offline-run-*` uploads an offline run later)."""
+
+    def __init__(self, project: str = "sglp", entity: str | None = None, mode: str = "offline",
+                 group: str | None = None, tags: list[str] | None = None) -> None:
+        self.project, self.entity, self.mode, self.group, self.tags = project, entity, mode, group, list(tags or [])
+        self.run = None
+
+    def start(self, name: str, config: Mapping[str, Any], run_dir: str | Path, tags: list[str] | None = None) -> None:
+        import wandb
+
+        self.run = wandb.init(project=self.project, entity=self.entity, mode=self.mode, group=self.group,
+                              name=name, config=dict(config), dir=str(run_dir), tags=self.tags + list(tags or []),
+                              reinit="finish_previous")
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        if self.run is not None:
+            self.run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+
+    def log_image(self, key: str, path: str | Path) -> None:
+        if self.run is not None:
+            import wandb
+
+            self.run.log({key: wandb.Image(str(path))})
+
+    def finish(self, summary: Mapping[str, Any] | None = None) -> None:
+        if self.run is not None:
+            for k, v in (summary or {}).items():
+                self.run.summary[k] = _cell(v)
+            self.run.finish()
+            self.run = None

@@ -1,0 +1,41 @@
+"""Real layer removal: a new, smaller module (fewer parameters), not masks."""
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+from torch import nn
+
+from sglp.errors import InvalidArgument
+from sglp.units import bypass_of, check_indices, prunable_units, set_submodule
+
+
+def remove_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
+    """A deep copy of `model` without the prunable units `indices` (0-based, forward order).
+
+    Each removed unit is replaced by its bypass; bypasses that are `nn.Identity` inside an
+    `nn.Sequential` are dropped, so the pruned network has no dead entries. The input
+    model is left untouched. The result records the removed indices (relative to its
+    own input) in `pruned_from_units`.
+    """
+    units = prunable_units(model)
+    removed = check_indices(indices, len(units))
+    if len(removed) == len(units):
+        raise InvalidArgument("cannot remove every prunable unit: keep at least one")
+    pruned = copy.deepcopy(model)
+    pruned_units = prunable_units(pruned)
+    touched_parents: set[str] = set()
+    for i in removed:
+        name, unit = pruned_units[i]
+        set_submodule(pruned, name, bypass_of(unit))
+        touched_parents.add(name.rpartition(".")[0])
+    for parent_name in touched_parents:
+        parent = pruned.get_submodule(parent_name) if parent_name else pruned
+        if parent_name and isinstance(parent, nn.Sequential):
+            set_submodule(pruned, parent_name, nn.Sequential(*[m for m in parent if not isinstance(m, nn.Identity)]))
+    pruned.pruned_from_units = {"units_total": len(units), "removed": removed}
+    return pruned
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

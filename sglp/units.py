@@ -1,0 +1,68 @@
+"""The prunable-unit contract: every model is seen as an ordered list of units.
+
+Unit i is the i-th prunable unit in forward order, counted from 0; its *output* is
+what the unit's module returns (for a ResNet: the residual block's output after its
+final ReLU). A unit module knows what replaces it when it is removed: `unit.bypass()`
+returns a module (often `nn.Identity`) computing the network's path without the unit.
+
+One mechanism serves both uses: `units_bypassed` swaps bypasses in temporarily
+(a candidate network for scoring, no copy), `sglp.surgery.remove_layers` swaps them in
+for good on a copy.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+from torch import nn
+
+from sglp.errors import InvalidArgument, UnsupportedModelError
+
+
+def prunable_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Ordered (qualified name, module) pairs of the model's prunable units."""
+    if hasattr(model, "prunable_units"):
+        return list(model.prunable_units())
+    raise UnsupportedModelError(
+        f"{type(model).__name__} has no prunable-unit adapter: give it a `prunable_units()` method "
+        "returning [(name, module), ...] in forward order, each module with a `bypass()` method."
+    )
+
+
+def bypass_of(unit: nn.Module) -> nn.Module:
+    """What replaces `unit` when it is removed."""
+    if not hasattr(unit, "bypass"):
+        raise UnsupportedModelError(f"{type(unit).__name__} has no `bypass()`: cannot be removed")
+    return unit.bypass()
+
+
+def check_indices(indices: Sequence[int], num_units: int) -> list[int]:
+    """Sorted unique unit indices, validated against 0..num_units-1."""
+    bad = [i for i in indices if not 0 <= int(i) < num_units]
+    if bad:
+        raise InvalidArgument(f"unit indices {bad} out of range: the model has {num_units} prunable units (0..{num_units - 1})")
+    return sorted({int(i) for i in indices})
+
+
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+@contextmanager
+def units_bypassed(model: nn.Module, indices: Sequence[int]) -> Iterator[nn.Module]:
+    """Temporarily replace the given units by their bypass; `model` itself is the candidate.
+
+    The removed units leave the module tree for the duration, so `model.parameters()`
+    are exactly the candidate network's parameters. Restored on exit, even on error.
+    """
+    units = prunable_units(model)
+    swapped = [(units[i][0], units[i][1]) for i in check_indices(indices, len(units))]
+    try:
+        for name, unit in swapped:
+            set_submodule(model, name, bypass_of(unit))
+        yield model
+    finally:
+        for name, unit in swapped:
+            set_submodule(model, name, unit)
