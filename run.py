@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -17,6 +18,15 @@ from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 log = logging.getLogger("sglp")
+
+
+def slug(text: str, max_len: int = 100) -> str:
+    """A file-name-safe, bounded version of `text` (Hydra override strings can hold paths)."""
+    safe = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", str(text)).strip("_")
+    return safe[:max_len] or "default"
+
+
+OmegaConf.register_new_resolver("slug", slug, replace=True)
 
 
 def command_line() -> str:
@@ -49,7 +59,7 @@ def run(cfg: DictConfig) -> dict:
 
     settings = PruneSettings(
         calib_batch_size=cfg.calibration.batch_size, calib_batches=cfg.calibration.num_batches,
-        eval_batch_size=cfg.eval_batch_size, latency_batch_sizes=list(cfg.latency.batch_sizes),
+        eval_batch_size=cfg.eval_batch_size, eval_max_batches=cfg.eval_max_batches, latency_batch_sizes=list(cfg.latency.batch_sizes),
         latency_threads=cfg.latency.threads, latency_min_run_time=cfg.latency.min_run_time,
         save_pruned_model=cfg.save_pruned_model, seed=cfg.seed, progress=cfg.progress,
     )

@@ -49,3 +49,17 @@ def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
             "Fix: choose the model/dataset it was trained for, or another checkpoint."
         ) from e
     return obj.get("meta", {})
+
+
+def load_pruned(dense: nn.Module, path: str | Path) -> nn.Module:
+    """Rebuild a pruned model saved by the pipeline: remove the recorded units from a freshly
+    built dense model of the same architecture, then load the pruned weights."""
+    from sglp.surgery import remove_layers
+
+    obj = load_checkpoint(path)
+    removed = obj.get("meta", {}).get("removed")
+    if removed is None:
+        raise CheckpointError(f"{path} records no removed units: it is not a pruned model")
+    pruned = remove_layers(dense, removed)
+    pruned.load_state_dict(obj["state_dict"])
+    return pruned

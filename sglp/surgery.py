@@ -35,7 +35,3 @@ def remove_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
             set_submodule(pruned, parent_name, nn.Sequential(*[m for m in parent if not isinstance(m, nn.Identity)]))
     pruned.pruned_from_units = {"units_total": len(units), "removed": removed}
     return pruned
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

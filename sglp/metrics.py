@@ -1,0 +1,64 @@
+"""Cost of a network: parameters, FLOPs / MACs, and measured CPU latency.
+
+FLOPs vs MACs: `torch.utils.flop_counter` counts FLOPs, 2 per multiply-add. Most pruning
+papers' "FLOPs" are MACs (multiply-adds). We report both, labelled; reduction percentages are
+the same for either since the factor is exactly 2 for conv/linear layers.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+from torch.utils.benchmark import Timer
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of one forward pass on a single example of shape `input_shape` (C, H, W).
+
+    Counts matmul/conv (2 FLOPs per multiply-add); element-wise ops (BN, ReLU, adds) are not counted.
+    """
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(torch.zeros(1, *input_shape))
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+@torch.no_grad()
+def measure_latency(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    batch_size: int,
+    threads: int | None = None,
+    min_run_time: float = 1.0,
+    warmup: int = 3,
+) -> float:
+    """Median wall-clock milliseconds of one forward pass of a batch, on CPU.
+
+    `torch.utils.benchmark.Timer` runs on one thread unless told otherwise: we set `threads`
+    explicitly (default: all cores), warm up, then take the median of `blocked_autorange`.
+    """
+    threads = threads or os.cpu_count() or 1
+    was_training = model.training
+    model.eval()
+    x = torch.randn(batch_size, *input_shape).contiguous(memory_format=torch.channels_last)
+    for _ in range(warmup):
+        model(x)
+    timer = Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
+    median = timer.blocked_autorange(min_run_time=min_run_time).median
+    model.train(was_training)
+    return 1000.0 * median
+
+
+def reduction_pct(dense: float, pruned: float) -> float:
+    """Reduction relative to the dense network, in percent (as in the papers' tables)."""
+    return 100.0 * (dense - pruned) / dense if dense else 0.0

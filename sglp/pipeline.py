@@ -1,0 +1,191 @@
+"""The SGLP run: the method (`sglp_prune`) and the full job around it (`run_pruning`).
+
+Plain functions over modules, data and configured components; `run.py` builds those from
+the Hydra config. Unit indices are 0-based in forward order everywhere (see sglp.units).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from sglp.checkpoint import load_weights, save_checkpoint
+from sglp.data.batches import ImageSplits
+from sglp.errors import CheckpointError
+from sglp.metrics import count_flops, count_parameters, measure_latency, reduction_pct
+from sglp.plots import plot_cka
+from sglp.report import NullLogger, append_row, format_row, git_commit, write_row
+from sglp.search import SearchResult
+from sglp.surgery import remove_layers
+from sglp.training import SGDConfig, evaluate, to_memory_format, train
+from sglp.units import prunable_units
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PruneResult:
+    similarity: torch.Tensor  # (L, L) CKA of unit outputs
+    segments: list[list[int]]
+    search: SearchResult
+    pruned: nn.Module
+    seconds: dict[str, float]
+
+    @property
+    def kept(self) -> list[int]:
+        return self.search.kept
+
+    @property
+    def removed(self) -> list[int]:
+        return self.search.removed
+
+
+def sglp_prune(model: nn.Module, calibration, similarity, segmenter, search, scorer, cka_batches,
+               progress: bool = True) -> PruneResult:
+    """SGLP on a trained `model`: CKA of unit outputs on `cka_batches` -> `segmenter` -> per-segment
+    `search` scored by `scorer` (calibration(batch_size, num_batches) feeds it) -> real removal."""
+    seconds = {}
+    t = time.perf_counter()
+    sim = similarity(model, cka_batches, progress=progress)
+    seconds["similarity"] = time.perf_counter() - t
+    t = time.perf_counter()
+    segments = segmenter(sim)
+    seconds["segmentation"] = time.perf_counter() - t
+    t = time.perf_counter()
+    scorer.prepare(calibration)
+    result = search(model, segments, scorer, progress=progress)
+    seconds["search"] = time.perf_counter() - t
+    t = time.perf_counter()
+    pruned = remove_layers(model, result.removed)
+    seconds["surgery"] = time.perf_counter() - t
+    return PruneResult(sim, segments, result, pruned, seconds)
+
+
+@dataclass
+class PruneSettings:
+    calib_batch_size: int = 128
+    calib_batches: int = 2
+    eval_batch_size: int = 500
+    eval_max_batches: int | None = None
+    latency_batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
+    latency_threads: int | None = None
+    latency_min_run_time: float = 1.0
+    save_pruned_model: bool = True
+    seed: int = 0
+    progress: bool = True
+
+
+def check_settings(num_units: int, segmenter, search) -> None:
+    """Fail fast on impossible settings, before any expensive stage."""
+    segmenter.check(num_units)
+    search.check(num_units, segmenter.k)
+
+
+def _cost(model: nn.Module, input_shape: tuple[int, ...], s: PruneSettings) -> dict[str, float]:
+    out: dict[str, float] = {"params": count_parameters(model), "flops": count_flops(model, input_shape)}
+    out["macs"] = out["flops"] / 2
+    for b in s.latency_batch_sizes:
+        out[f"latency_ms_bs{b}"] = measure_latency(model, input_shape, b, s.latency_threads, s.latency_min_run_time)
+    return out
+
+
+def run_pruning(net: nn.Module, data: ImageSplits, checkpoint: str | Path, similarity, segmenter, search, scorer,
+                finetune: SGDConfig, settings: PruneSettings, run_dir: str | Path, results_table: str | Path | None,
+                logger: NullLogger | None = None, identity: Mapping[str, Any] | None = None,
+                config: Mapping[str, Any] | None = None, tags: list[str] | None = None) -> dict[str, Any]:
+    """Load the backbone, prune it with SGLP, fine-tune, measure, and report one result row."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logger = logger or NullLogger()
+    s = settings
+    timings: dict[str, float] = {}
+    units_total = len(prunable_units(net))
+    check_settings(units_total, segmenter, search)
+    if not Path(checkpoint).is_file():
+        raise CheckpointError(
+            f"no backbone checkpoint at {checkpoint}. Fix: train one with `python run.py mode=pretrain "
+            f"model=<model> dataset=<dataset>`, run with `pretrain_if_missing=true`, or set `checkpoint=<path>`."
+        )
+    load_weights(net, checkpoint)
+    to_memory_format(net, True)
+    torch.manual_seed(s.seed)
+    logger.start(run_dir.name, dict(config or {}), run_dir, tags)
+
+    def test_acc(model: nn.Module, desc: str) -> float:
+        return evaluate(model, data.test_batches(s.eval_batch_size, s.eval_max_batches), desc, s.progress)["acc"]
+
+    t = time.perf_counter()
+    dense_acc = test_acc(net, "eval dense")
+    timings["seconds_eval_dense"] = time.perf_counter() - t
+    log.info("dense test accuracy %.2f%% (%d prunable units)", dense_acc, units_total)
+
+    def calibration(batch_size: int, num_batches: int) -> list:
+        return list(data.calib_batches(batch_size, num_batches, seed=s.seed + 1))
+
+    cka_batches = data.calib_batches(s.calib_batch_size, s.calib_batches, seed=s.seed)
+    result = sglp_prune(net, calibration, similarity, segmenter, search, scorer, cka_batches, s.progress)
+    timings.update({f"seconds_{k}": v for k, v in result.seconds.items()})
+    log.info("segments %s; kept %s; removed %s (search space %d, %.1fs)", result.segments, result.kept,
+             result.removed, result.search.search_space, result.search.seconds)
+    np.save(run_dir / "cka.npy", result.similarity.numpy())
+    heatmap = plot_cka(result.similarity, result.segments, result.kept, run_dir / "cka_segments.png")
+    logger.log_image("cka_segments", heatmap)
+
+    pruned = result.pruned
+    t = time.perf_counter()
+    acc_before = test_acc(pruned, "eval pruned")
+    timings["seconds_eval_pruned"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if finetune.epochs > 0:
+        train(pruned, data, finetune, seed=s.seed, desc="finetune", progress=s.progress,
+              on_epoch=lambda r: logger.log({f"finetune/{k}": v for k, v in r.items()}))
+        acc_after = test_acc(pruned, "eval finetuned")
+    else:
+        acc_after = acc_before
+    timings["seconds_finetune"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    cost_dense, cost_pruned = _cost(net, data.input_shape, s), _cost(pruned, data.input_shape, s)
+    timings["seconds_cost"] = time.perf_counter() - t
+
+    row: dict[str, Any] = dict(identity or {})
+    row.update({
+        "scorer": type(scorer).__name__, "cka_estimator": getattr(similarity, "estimator", None),
+        "k": len(result.segments), "segments": result.segments, "kept": result.kept, "removed": result.removed,
+        "units_total": units_total, "units_kept": len(result.kept),
+        "dense_acc": dense_acc, "pruned_acc_before_ft": acc_before, "pruned_acc": acc_after,
+        "finetune_epochs": finetune.epochs, "finetune_max_steps_per_epoch": finetune.max_steps_per_epoch,
+        "flops_dense": cost_dense["flops"], "flops_pruned": cost_pruned["flops"],
+        "macs_dense": cost_dense["macs"], "macs_pruned": cost_pruned["macs"],
+        "flops_reduction_pct": reduction_pct(cost_dense["flops"], cost_pruned["flops"]),
+        "macs_reduction_pct": reduction_pct(cost_dense["macs"], cost_pruned["macs"]),
+        "params_dense": cost_dense["params"], "params_pruned": cost_pruned["params"],
+        "params_reduction_pct": reduction_pct(cost_dense["params"], cost_pruned["params"]),
+    })
+    for b in s.latency_batch_sizes:
+        d, p = cost_dense[f"latency_ms_bs{b}"], cost_pruned[f"latency_ms_bs{b}"]
+        row.update({f"latency_ms_dense_bs{b}": d, f"latency_ms_pruned_bs{b}": p,
+                    f"latency_reduction_pct_bs{b}": reduction_pct(d, p)})
+    row.update({"search_space": result.search.search_space, "search_seconds": result.search.seconds, **timings,
+                "git_commit": git_commit(), "run_dir": str(run_dir)})
+
+    if s.save_pruned_model:
+        save_checkpoint(run_dir / "pruned_model.pt", pruned, removed=result.removed, units_total=units_total,
+                        kept=result.kept, pruned_acc=acc_after)
+    (run_dir / "search_scores.json").write_text(
+        json.dumps({"choices": [asdict(c) for c in result.search.choices],
+                                  "candidates": result.search.scores}, indent=1))
+    write_row(row, run_dir)
+    if results_table:
+        append_row(row, results_table)
+    logger.log({k: v for k, v in row.items() if isinstance(v, (int, float))})
+    logger.finish(row)
+    print(format_row(row))
+    return row

@@ -1,0 +1,36 @@
+"""Figures written to the run directory (matplotlib, PNG)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+
+def plot_cka(similarity: torch.Tensor, segments: list[list[int]], kept: list[int], path: str | Path,
+             title: str = "linear CKA between unit outputs") -> Path:
+    """Heatmap of the CKA matrix with segment boundaries; kept units marked on the axes."""
+    s = similarity.detach().cpu().numpy()
+    n = s.shape[0]
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    im = ax.imshow(s, cmap="magma", vmin=min(0.0, float(s.min())), vmax=1.0, origin="upper")
+    for seg in segments[1:]:
+        b = seg[0] - 0.5
+        ax.axhline(b, color="cyan", lw=1.5)
+        ax.axvline(b, color="cyan", lw=1.5)
+    ax.scatter(kept, [-1.2] * len(kept), marker="v", color="tab:green", s=18, clip_on=False, label="kept")
+    ax.set_xlim(-0.5, n - 0.5)
+    ax.set_ylim(n - 0.5, -1.8)
+    ax.set_xlabel("unit i (output of prunable unit i, from 0)")
+    ax.set_ylabel("unit j")
+    ax.set_title(title)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

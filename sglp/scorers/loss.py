@@ -1,0 +1,24 @@
+"""Calibration loss of the candidate: a cheap reference scorer (lower is better)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sglp.scorers.base import CalibrationScorer
+
+
+class LossScorer(CalibrationScorer):
+    """Mean cross-entropy of the candidate over the calibration batches, BatchNorm in eval mode."""
+
+    maximize = False
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, removed: tuple[int, ...]) -> float:
+        was_training = model.training
+        model.eval()
+        try:
+            total = sum(F.cross_entropy(model(x), y, reduction="sum").item() for x, y in self.batches)
+        finally:
+            model.train(was_training)
+        return total / sum(len(y) for _, y in self.batches)

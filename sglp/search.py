@@ -1,0 +1,140 @@
+"""Segment-wise search: inside each segment, score keep/remove combinations without training.
+
+Target: `keep` units overall (or a removal `ratio`). The kept units are allotted to segments
+in proportion to segment size, at least one per segment (largest-remainder rounding, ties to
+the earlier segment). Each segment then tries every combination of its allotted size,
+C(n_i, m_i) candidates, and keeps the best-scoring one.
+
+Order: `independent` scores a segment's candidates with every other segment intact;
+`sequential` applies the decisions of earlier segments first.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+
+from torch import nn
+from tqdm.auto import tqdm
+
+from sglp.errors import InvalidArgument
+from sglp.units import units_bypassed
+
+ORDERS = ("independent", "sequential")
+
+
+def target_keep(num_units: int, keep: int | None = None, ratio: float | None = None) -> int:
+    """Number of units to keep, from exactly one of `keep` or `ratio` (fraction removed)."""
+    if (keep is None) == (ratio is None):
+        raise InvalidArgument("set exactly one of search.keep (units to keep) and search.ratio (fraction removed)")
+    if ratio is not None:
+        if not 0.0 <= ratio < 1.0:
+            raise InvalidArgument(f"search.ratio={ratio} must be in [0, 1): the fraction of units removed")
+        keep = num_units - int(round(ratio * num_units))
+    if not 1 <= keep <= num_units:  # type: ignore[operator]
+        raise InvalidArgument(f"search.keep={keep} is impossible: the model has {num_units} prunable units (keep 1..{num_units})")
+    return int(keep)  # type: ignore[arg-type]
+
+
+def allocate_keep(sizes: list[int], keep: int) -> list[int]:
+    """Kept units per segment: proportional to size, each in 1..size, summing to `keep`."""
+    total = sum(sizes)
+    if not len(sizes) <= keep <= total:
+        raise InvalidArgument(
+            f"cannot keep {keep} units in {len(sizes)} segments of sizes {sizes}: every segment keeps at least one "
+            f"unit, so keep must be in {len(sizes)}..{total} (lower segmenter.k or raise search.keep)"
+        )
+    quota = [keep * s / total for s in sizes]
+    alloc = [min(max(1, math.floor(q)), s) for q, s in zip(quota, sizes)]
+    by_remainder = sorted(range(len(sizes)), key=lambda i: (-(quota[i] - math.floor(quota[i])), i))
+    while sum(alloc) < keep:
+        i = next(i for i in by_remainder if alloc[i] < sizes[i])
+        alloc[i] += 1
+        by_remainder.remove(i)
+        by_remainder.append(i)
+    while sum(alloc) > keep:
+        i = next(i for i in reversed(by_remainder) if alloc[i] > 1)
+        alloc[i] -= 1
+        by_remainder.remove(i)
+        by_remainder.insert(0, i)
+    return alloc
+
+
+@dataclass
+class SegmentChoice:
+    segment: list[int]
+    keep: int
+    kept: list[int]
+    score: float | None  # None when the segment had a single candidate (nothing to score)
+    candidates: int
+
+
+@dataclass
+class SearchResult:
+    kept: list[int]
+    removed: list[int]
+    choices: list[SegmentChoice]
+    search_space: int
+    seconds: float
+    scores: list[dict] = field(default_factory=list)  # every scored candidate: segment, removed, score
+
+
+class SegmentSearch:
+    """Exhaustive per-segment search for a keep (or ratio) target."""
+
+    def __init__(self, keep: int | None = 14, ratio: float | None = None, order: str = "independent") -> None:
+        if order not in ORDERS:
+            raise InvalidArgument(f"search.order={order!r}: choose one of {ORDERS}")
+        self.keep, self.ratio, self.order = keep, ratio, order
+
+    def check(self, num_units: int, num_segments: int) -> None:
+        """Raise InvalidArgument if the target cannot be met with `num_segments` segments."""
+        keep = target_keep(num_units, self.keep, self.ratio)
+        if keep < num_segments:
+            raise InvalidArgument(
+                f"keeping {keep} units is impossible with {num_segments} segments (each keeps at least one): "
+                f"lower segmenter.k or keep more units"
+            )
+
+    def plan(self, segments: list[list[int]]) -> list[int]:
+        """Units kept per segment."""
+        return allocate_keep([len(s) for s in segments], target_keep(sum(map(len, segments)), self.keep, self.ratio))
+
+    @staticmethod
+    def search_space(segments: list[list[int]], alloc: list[int]) -> int:
+        return sum(math.comb(len(s), m) for s, m in zip(segments, alloc))
+
+    def __call__(self, model: nn.Module, segments: list[list[int]], scorer, progress: bool = True) -> SearchResult:
+        """Choose the kept units of each segment with `scorer` on candidate views of `model` (no copies)."""
+        alloc = self.plan(segments)
+        space = self.search_space(segments, alloc)
+        t0 = time.perf_counter()
+        bar = tqdm(total=space, desc="search", unit="cand", leave=False, disable=not progress)
+        choices: list[SegmentChoice] = []
+        scores: list[dict] = []
+        decided: list[int] = []  # units removed by earlier segments (used in sequential order)
+        for s, (segment, m) in enumerate(zip(segments, alloc)):
+            combos = list(itertools.combinations(segment, m))
+            if len(combos) == 1:
+                choices.append(SegmentChoice(segment, m, list(combos[0]), None, 1))
+                bar.update(1)
+                continue
+            base = decided if self.order == "sequential" else []
+            best_kept, best_score = None, None
+            for kept in combos:
+                removed = tuple(sorted(base + [u for u in segment if u not in kept]))
+                with units_bypassed(model, removed):
+                    score = float(scorer(model, removed))
+                scores.append({"segment": s, "removed": list(removed), "score": score})
+                better = best_score is None or (score > best_score if scorer.maximize else score < best_score)
+                if better:
+                    best_kept, best_score = list(kept), score
+                bar.update(1)
+                bar.set_postfix(seg=f"{s + 1}/{len(segments)}", best=f"{best_score:.4g}")
+            choices.append(SegmentChoice(segment, m, best_kept, best_score, len(combos)))  # type: ignore[arg-type]
+            decided += [u for u in segment if u not in best_kept]  # type: ignore[operator]
+        bar.close()
+        kept = sorted(u for c in choices for u in c.kept)
+        removed = sorted(u for seg in segments for u in seg if u not in kept)
+        return SearchResult(kept, removed, choices, space, time.perf_counter() - t0, scores)

@@ -1,0 +1,118 @@
+"""Fisher optimal segmentation: split L ordered units into k contiguous segments.
+
+Each unit t has a representation x_t (a scalar, or a vector). A segment's *diameter* is the
+sum of squared deviations from its mean, D(i, j) = sum_{t=i..j} ||x_t - mean(x_i..x_j)||^2
+(SGLP Eqs. 16-17). The loss of a segmentation is the sum of its segments' diameters (Eq. 18);
+the optimal one is found exactly by dynamic programming (Eqs. 19-22):
+
+    F(1, j) = D(0, j - 1),     F(m, j) = min_{m-1 <= i < j} F(m - 1, i) + D(i, j - 1),
+
+where F(m, j) is the least loss of putting the first j units into m segments. With prefix
+sums every D(i, j) costs O(1), so the DP is O(k L^2).
+
+Representations: `row_sum` is the paper's scalar per unit, the row sum of the CKA matrix
+(Eq. 12); `row` uses the unit's whole CKA row as a vector (diameter = sum of squared
+Euclidean distances to the segment's mean row).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sglp.errors import InvalidArgument
+
+REPRESENTATIONS = ("row_sum", "row")
+
+
+def unit_representation(similarity: torch.Tensor, representation: str = "row_sum") -> torch.Tensor:
+    """(L, p) representation of each unit from an (L, L) similarity matrix."""
+    s = torch.as_tensor(similarity, dtype=torch.float64)
+    if s.ndim != 2 or s.shape[0] != s.shape[1]:
+        raise InvalidArgument(f"similarity must be a square (L, L) matrix, got shape {tuple(s.shape)}")
+    if representation == "row_sum":
+        return s.sum(1, keepdim=True)
+    if representation == "row":
+        return s
+    raise InvalidArgument(f"unknown representation {representation!r}: choose one of {REPRESENTATIONS}")
+
+
+def segment_diameters(x: torch.Tensor) -> torch.Tensor:
+    """(L, L) matrix D with D[i, j] = diameter of units i..j (j >= i; 0 below the diagonal).
+
+    x: (L, p). Uses D(i, j) = sum ||x_t||^2 - ||sum x_t||^2 / (j - i + 1) from prefix sums.
+    """
+    x = torch.as_tensor(x, dtype=torch.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    n = x.shape[0]
+    s1 = torch.cat([torch.zeros(1, x.shape[1], dtype=x.dtype), x.cumsum(0)])
+    s2 = torch.cat([torch.zeros(1, dtype=x.dtype), (x * x).sum(1).cumsum(0)])
+    i = torch.arange(n)[:, None]
+    j = torch.arange(n)[None, :]
+    count = (j - i + 1).clamp_min(1).to(x.dtype)
+    seg_sum = s1[j + 1] - s1[i]  # (L, L, p)
+    d = (s2[j + 1] - s2[i]) - (seg_sum * seg_sum).sum(-1) / count
+    return torch.where(j >= i, d.clamp_min(0.0), torch.zeros_like(d))
+
+
+def fisher_dp(diameters: torch.Tensor, k: int) -> tuple[float, list[list[int]]]:
+    """Exact minimum total diameter over all splits of units 0..L-1 into k contiguous segments.
+
+    Returns (loss, segments); ties go to the earliest split point.
+    """
+    n = diameters.shape[0]
+    if not 1 <= k <= n:
+        raise InvalidArgument(f"k must be between 1 and the number of units ({n}), got {k}")
+    d = diameters.tolist()
+    inf = float("inf")
+    f = [[inf] * (n + 1) for _ in range(k + 1)]
+    arg = [[0] * (n + 1) for _ in range(k + 1)]
+    for j in range(1, n + 1):
+        f[1][j] = d[0][j - 1]
+    for m in range(2, k + 1):
+        for j in range(m, n + 1):
+            best, best_i = inf, m - 1
+            for i in range(m - 1, j):
+                v = f[m - 1][i] + d[i][j - 1]
+                if v < best:
+                    best, best_i = v, i
+            f[m][j], arg[m][j] = best, best_i
+    cuts, j = [], n
+    for m in range(k, 1, -1):
+        j = arg[m][j]
+        cuts.append(j)
+    bounds = [0] + cuts[::-1] + [n]
+    return f[k][n], [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def fisher_segments(similarity: torch.Tensor, k: int, representation: str = "row_sum") -> list[list[int]]:
+    """k lists of consecutive unit indices covering 0..L-1 that minimise the Fisher criterion
+    (sum of segment diameters) for the given (L, L) similarity matrix."""
+    return fisher_dp(segment_diameters(unit_representation(similarity, representation)), k)[1]
+
+
+def fisher_loss_curve(similarity: torch.Tensor, k_max: int, representation: str = "row_sum") -> list[float]:
+    """Optimal Fisher loss for k = 1..k_max (for choosing k)."""
+    d = segment_diameters(unit_representation(similarity, representation))
+    return [fisher_dp(d, k)[0] for k in range(1, k_max + 1)]
+
+
+@dataclass
+class FisherSegmenter:
+    """Configured segmenter: `segmenter(similarity)` -> list of k segments."""
+
+    k: int = 3
+    representation: str = "row_sum"
+
+    def check(self, num_units: int) -> None:
+        if not isinstance(self.k, int) or not 1 <= self.k <= num_units:
+            raise InvalidArgument(
+                f"segmenter.k={self.k!r} is invalid for a model with {num_units} prunable units: use 1 <= k <= {num_units}"
+            )
+        if self.representation not in REPRESENTATIONS:
+            raise InvalidArgument(f"segmenter.representation={self.representation!r}: choose one of {REPRESENTATIONS}")
+
+    def __call__(self, similarity: torch.Tensor) -> list[list[int]]:
+        self.check(similarity.shape[0])
+        return fisher_segments(similarity, self.k, self.representation)

@@ -1,0 +1,95 @@
+"""Checkpoints, cost metrics and the results table."""
+import csv
+import json
+import multiprocessing as mp
+
+import pytest
+import torch
+from torch import nn
+
+from sglp.checkpoint import load_pruned, load_weights, save_checkpoint
+from sglp.errors import CheckpointError
+from sglp.metrics import count_flops, count_parameters, measure_latency, reduction_pct
+from sglp.models.resnet_cifar import resnet20, resnet56
+from sglp.report import append_row, write_row
+from sglp.surgery import remove_layers
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_weights(resnet20(10, 1), bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_weights(resnet20(10, 1), tmp_path / "missing.pt")
+
+
+def test_checkpoint_for_another_model_is_a_clear_error(tmp_path):
+    save_checkpoint(tmp_path / "m.pt", resnet20(10, 1))
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_weights(resnet56(10, 1), tmp_path / "m.pt")
+
+
+def test_pruned_model_round_trip(tmp_path):
+    torch.manual_seed(0)
+    pruned = remove_layers(resnet20(10, 1), [1, 4, 8]).eval()
+    save_checkpoint(tmp_path / "p.pt", pruned, removed=[1, 4, 8])
+    loaded = load_pruned(resnet20(10, 1), tmp_path / "p.pt").eval()
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(pruned(x), loaded(x))
+
+
+def test_flops_match_textbook_formula():
+    """Conv: 2 * Cin * Cout * k^2 * Hout * Wout FLOPs (2 per multiply-add); linear: 2 * in * out."""
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(8 * 10 * 10, 5))
+    expected = 2 * 3 * 8 * 9 * 10 * 10 + 2 * 800 * 5
+    assert count_flops(net, (3, 10, 10)) == expected
+    assert count_parameters(net) == 3 * 8 * 9 + 800 * 5 + 5
+
+
+def test_resnet56_macs_match_known_count():
+    """ResNet-56 on 32x32 CIFAR inputs: ~125.5M MACs, 0.85M parameters (He et al.; common counters)."""
+    model = resnet56(10, 3)
+    macs = count_flops(model, (3, 32, 32)) / 2
+    assert 124e6 < macs < 127e6
+    assert count_parameters(model) == pytest.approx(0.853e6, rel=0.01)
+
+
+def test_latency_is_positive_and_reduction_pct():
+    ms = measure_latency(resnet20(10, 1), (1, 16, 16), batch_size=2, threads=1, min_run_time=0.05)
+    assert 0 < ms < 10_000
+    assert reduction_pct(200.0, 50.0) == 75.0
+
+
+def test_write_row_json_and_csv(tmp_path):
+    row = {"method": "sglp", "kept": [0, 2], "acc": 91.5}
+    write_row(row, tmp_path)
+    assert json.loads((tmp_path / "row.json").read_text()) == row
+    with open(tmp_path / "row.csv") as f:
+        r = next(csv.DictReader(f))
+    assert json.loads(r["kept"]) == [0, 2] and float(r["acc"]) == 91.5
+
+
+def test_append_row_keeps_old_rows_when_columns_grow(tmp_path):
+    table = tmp_path / "runs.csv"
+    append_row({"a": 1, "b": 2}, table)
+    append_row({"a": 3, "c": 4}, table)
+    with open(table) as f:
+        rows = list(csv.DictReader(f))
+    assert rows == [{"a": "1", "b": "2", "c": ""}, {"a": "3", "b": "", "c": "4"}]
+
+
+def _append_many(args):
+    table, worker = args
+    for i in range(20):
+        append_row({"worker": worker, "i": i, f"col{worker % 3}": 1}, table)
+
+
+def test_parallel_appends_lose_no_rows(tmp_path):
+    table = tmp_path / "runs.csv"
+    with mp.get_context("spawn").Pool(4) as pool:
+        pool.map(_append_many, [(str(table), w) for w in range(4)])
+    with open(table) as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((int(r["worker"]), int(r["i"])) for r in rows) == [(w, i) for w in range(4) for i in range(20)]

@@ -1,0 +1,96 @@
+"""run.py end to end on a tiny configuration, and its error messages for bad input."""
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sglp.checkpoint import load_pruned
+from sglp.models.resnet_cifar import resnet20
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "model=resnet20", "segmenter.k=2", "search.keep=5", "scorer.batch_size=16", "calibration.batch_size=32",
+    "calibration.num_batches=1", "eval_max_batches=1", "finetune.max_steps_per_epoch=2",
+    "latency.batch_sizes=[1,4]", "latency.min_run_time=0.05", "progress=false", "threads=2",
+]
+
+
+def run(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, "run.py", f"hydra.run.dir={tmp_path}/run", f"results_table={tmp_path}/runs.csv", *overrides],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("ckpt")
+    ckpt = tmp / "resnet20" / "model.pt"
+    res = run(tmp, "mode=pretrain", "model=resnet20", "pretrain.epochs=1", "pretrain.max_steps_per_epoch=3",
+              f"checkpoint={ckpt}", "logger=none", "progress=false")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (ckpt.parent / "train_log.csv").exists() and (ckpt.parent / "config.yaml").exists()
+    assert not (ckpt.parent / "train_state.pt").exists()
+    return ckpt
+
+
+def test_end_to_end_row_table_model_and_wandb(tmp_path, tiny_checkpoint):
+    res = run(tmp_path, *TINY, f"checkpoint={tiny_checkpoint}", "logger=wandb")
+    assert res.returncode == 0, res.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    row = json.loads((run_dir / "row.json").read_text())
+    assert row["units_total"] == 9 and row["units_kept"] == 5 and len(row["removed"]) == 4
+    assert sorted(row["kept"] + row["removed"]) == list(range(9))
+    assert [u for s in row["segments"] for u in s] == list(range(9)) and len(row["segments"]) == 2
+    assert row["params_pruned"] < row["params_dense"] and 0 < row["params_reduction_pct"] < 100
+    assert row["flops_reduction_pct"] == pytest.approx(row["macs_reduction_pct"])
+    for key in ("dense_acc", "pruned_acc_before_ft", "pruned_acc", "latency_ms_dense_bs1", "latency_ms_pruned_bs4",
+                "latency_reduction_pct_bs4", "search_space", "search_seconds", "seconds_similarity", "git_commit"):
+        assert key in row
+    assert "sglp result" in res.stdout  # the row is printed
+    with open(tmp_path / "runs.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 1 and json.loads(table[0]["removed"]) == row["removed"]
+    assert (run_dir / "cka.npy").exists() and (run_dir / "cka_segments.png").exists()
+    assert glob.glob(str(run_dir / "wandb" / "offline-run-*" / "run-*.wandb"))
+    # the saved pruned model loads back with the recorded structure
+    pruned = load_pruned(resnet20(10, 1), run_dir / "pruned_model.pt")
+    assert sum(p.numel() for p in pruned.parameters()) == row["params_pruned"]
+    assert pruned(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("segmenter.k=0", "segmenter.k=0 is invalid"),
+    ("segmenter.k=12", "segmenter.k=12 is invalid"),
+    ("search.keep=12", "search.keep=12 is impossible"),
+    ("search.keep=0", "search.keep=0 is impossible"),
+    ("search.keep=1", "lower segmenter.k"),
+])
+def test_bad_settings_end_in_one_clear_message(tmp_path, tiny_checkpoint, override, message):
+    res = run(tmp_path, *TINY, f"checkpoint={tiny_checkpoint}", "logger=none", override)
+    assert res.returncode == 2
+    assert message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_missing_and_corrupt_checkpoint(tmp_path):
+    table = tmp_path / "runs.csv"
+    table.write_text("method,pruned_acc\nearlier,90.0\n")
+    res = run(tmp_path, *TINY, f"checkpoint={tmp_path}/none.pt", "logger=none")
+    assert res.returncode == 2 and "mode=pretrain" in res.stderr and "Traceback" not in res.stderr
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    res = run(tmp_path, *TINY, f"checkpoint={bad}", "logger=none")
+    assert res.returncode == 2 and "corrupt" in res.stderr and "Traceback" not in res.stderr
+    assert table.read_text() == "method,pruned_acc\nearlier,90.0\n"  # nothing already written is lost
+
+
+def test_unknown_option_is_hydras_message(tmp_path):
+    res = run(tmp_path, "model=resnet999")
+    assert res.returncode != 0 and "resnet999" in res.stderr and "Traceback" not in res.stderr

@@ -1,0 +1,108 @@
+"""Segment-wise search: allocation, exact candidate counts, argmax against brute force, orders."""
+import itertools
+import math
+
+import pytest
+import torch
+
+from sglp.errors import InvalidArgument
+from sglp.models.resnet_cifar import resnet20
+from sglp.scorers.random import RandomScorer
+from sglp.search import SegmentSearch, allocate_keep, target_keep
+from sglp.units import prunable_units
+
+
+class RecordingScorer:
+    """Scores a candidate by a fixed weight per removed unit, recording what it saw."""
+
+    maximize = True
+
+    def __init__(self, weights):
+        self.weights, self.seen = weights, []
+
+    def prepare(self, calibration):
+        pass
+
+    def __call__(self, model, removed):
+        assert len(prunable_units(model)) == 9 - len(removed)  # it really is the candidate network
+        self.seen.append(tuple(removed))
+        return -sum(self.weights[u] for u in removed)
+
+
+@pytest.mark.parametrize("sizes,keep,expected", [
+    ([9, 9, 9], 14, [5, 5, 4]),      # quotas 4.67 each: floors 4,4,4; +1 to the first two (ties -> earlier)
+    ([4, 10, 13], 14, [2, 5, 7]),    # quotas 2.07, 5.19, 6.74: floors 2,5,6; +1 to the largest remainder
+    ([1, 1, 25], 3, [1, 1, 1]),      # quotas 0.11, 0.11, 2.78: at least one each, so the big segment gives one back
+    ([5, 5], 10, [5, 5]),
+    ([3, 7, 2, 6], 4, [1, 1, 1, 1]),
+    ([12, 3], 8, [6, 2]),            # quotas 6.4, 1.6: floors 6,1; +1 to the larger remainder (0.6)
+])
+def test_allocation_is_largest_remainder(sizes, keep, expected):
+    alloc = allocate_keep(sizes, keep)
+    assert alloc == expected
+    assert sum(alloc) == keep and all(1 <= a <= s for a, s in zip(alloc, sizes))
+
+
+def test_allocation_rejects_impossible():
+    with pytest.raises(InvalidArgument, match="at least one"):
+        allocate_keep([3, 3, 3], 2)
+
+
+@pytest.mark.parametrize("keep,ratio,expected", [(14, None, 14), (None, 0.5, 13), (None, 0.0, 27)])
+def test_target_keep(keep, ratio, expected):
+    assert target_keep(27, keep, ratio) == expected
+
+
+@pytest.mark.parametrize("keep,ratio", [(0, None), (28, None), (None, 1.0), (14, 0.5), (None, None)])
+def test_target_keep_rejects(keep, ratio):
+    with pytest.raises(InvalidArgument):
+        target_keep(27, keep, ratio)
+
+
+def test_search_enumerates_every_candidate_and_picks_brute_force_best():
+    torch.manual_seed(0)
+    weights = torch.rand(9).tolist()
+    segments = [[0, 1, 2], [3, 4, 5, 6], [7, 8]]
+    scorer = RecordingScorer(weights)
+    search = SegmentSearch(keep=5)
+    alloc = search.plan(segments)
+    result = search(resnet20(10, 1), segments, scorer, progress=False)
+    expected_space = sum(math.comb(len(s), m) for s, m in zip(segments, alloc))
+    assert result.search_space == expected_space
+    assert len(scorer.seen) == sum(math.comb(len(s), m) for s, m in zip(segments, alloc) if math.comb(len(s), m) > 1)
+    # brute force: per segment, remove the units with the smallest total weight
+    for seg, m, choice in zip(segments, alloc, result.choices):
+        best = max(itertools.combinations(seg, m), key=lambda kept: -sum(weights[u] for u in seg if u not in kept))
+        assert choice.kept == list(best)
+    assert sorted(result.kept + result.removed) == list(range(9))
+    assert len(result.kept) == 5
+
+
+def test_sequential_order_applies_earlier_decisions():
+    segments = [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    for order in ("independent", "sequential"):
+        scorer = RecordingScorer([1.0] * 9)
+        result = SegmentSearch(keep=6, order=order)(resnet20(10, 1), segments, scorer, progress=False)
+        removed_first = [u for u in segments[0] if u not in result.choices[0].kept]
+        later = [r for r in scorer.seen if any(u >= 3 for u in r)]
+        if order == "sequential":
+            assert all(set(removed_first) <= set(r) for r in later)
+        else:
+            assert all(not set(removed_first) & set(r) for r in later)
+
+
+def test_same_seed_same_kept_layers():
+    segments = [[0, 1, 2, 3], [4, 5, 6, 7, 8]]
+    runs = [SegmentSearch(keep=4)(resnet20(10, 1), segments, RandomScorer(seed=s), progress=False).kept
+            for s in (7, 7, 8)]
+    assert runs[0] == runs[1]
+
+
+def test_minimising_scorer_picks_smallest():
+    class Min(RecordingScorer):
+        maximize = False
+
+    weights = [0.5, 0.1, 0.9, 0.3, 0.7, 0.2, 0.8, 0.6, 0.4]
+    result = SegmentSearch(keep=7)(resnet20(10, 1), [list(range(9))], Min(weights), progress=False)
+    # minimising -sum(removed weights) removes the two heaviest units
+    assert result.removed == [2, 6]

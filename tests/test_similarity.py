@@ -1,0 +1,137 @@
+"""CKA against a separate numpy implementation of the textbook formulas, plus its invariances."""
+import numpy as np
+import pytest
+import torch
+
+from sglp.similarity import CKA, CKAAccumulator, cka_matrix, linear_cka
+from sglp.models.resnet_cifar import resnet20
+
+
+def np_hsic_biased(x: np.ndarray, y: np.ndarray) -> float:
+    """Kornblith et al. (2019): tr(K H L H) / (n - 1)^2 with explicit centring matrix H."""
+    n = x.shape[0]
+    k, l = x @ x.T, y @ y.T
+    h = np.eye(n) - np.ones((n, n)) / n
+    return float(np.trace(k @ h @ l @ h)) / (n - 1) ** 2
+
+
+def np_hsic_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+    """Song et al. (2012), Eq. 5: the unbiased HSIC with zero-diagonal Grams, written out term by term."""
+    n = x.shape[0]
+    k, l = x @ x.T, y @ y.T
+    np.fill_diagonal(k, 0.0)
+    np.fill_diagonal(l, 0.0)
+    one = np.ones(n)
+    term1 = np.trace(k @ l)
+    term2 = (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2))
+    term3 = 2.0 / (n - 2) * (one @ k @ l @ one)
+    return float(term1 + term2 - term3) / (n * (n - 3))
+
+
+def np_cka(x, y, hsic):
+    return hsic(x, y) / np.sqrt(hsic(x, x) * hsic(y, y))
+
+
+@pytest.mark.parametrize("estimator,hsic", [("biased", np_hsic_biased), ("unbiased", np_hsic_unbiased)])
+@pytest.mark.parametrize("n,dx,dy", [(10, 5, 7), (32, 40, 3), (64, 200, 100)])
+def test_linear_cka_matches_numpy_formula(estimator, hsic, n, dx, dy):
+    g = np.random.default_rng(n + dx)
+    x = g.normal(size=(n, dx))
+    y = x[:, :1] * 2 + g.normal(size=(n, dy))  # partly related
+    expected = np_cka(x, y, hsic)
+    got = linear_cka(torch.from_numpy(x), torch.from_numpy(y), estimator)
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_cka_identity_orthogonal_and_scale_invariance(estimator):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(50, 20, generator=g, dtype=torch.float64)
+    y = torch.randn(50, 20, generator=g, dtype=torch.float64) + 0.5 * x
+    q, _ = torch.linalg.qr(torch.randn(20, 20, generator=g, dtype=torch.float64))
+    assert linear_cka(x, x, estimator) == pytest.approx(1.0, abs=1e-12)
+    base = linear_cka(x, y, estimator)
+    assert linear_cka(x @ q, y, estimator) == pytest.approx(base, abs=1e-10)
+    assert linear_cka(3.7 * x, 0.01 * y, estimator) == pytest.approx(base, abs=1e-10)
+
+
+def test_cka_trailing_dims_are_flattened():
+    x = torch.randn(16, 3, 4, 4, dtype=torch.float64)
+    y = torch.randn(16, 8, dtype=torch.float64)
+    assert linear_cka(x, y) == pytest.approx(linear_cka(x.reshape(16, -1), y), abs=1e-12)
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_cka_matrix_equals_pairwise(estimator):
+    g = torch.Generator().manual_seed(2)
+    feats = [torch.randn(30, d, generator=g, dtype=torch.float64) for d in (5, 9, 14, 3)]
+    feats[2] = feats[2] + feats[1][:, :1]
+    m = cka_matrix(feats, estimator)
+    for i in range(4):
+        for j in range(4):
+            assert m[i, j].item() == pytest.approx(linear_cka(feats[i], feats[j], estimator), abs=1e-12)
+    assert torch.allclose(m, m.T)
+
+
+def test_biased_cka_saturates_when_features_are_wide_unbiased_does_not():
+    """The measured pitfall behind our default: d >> n makes independent features look similar."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(64, 8000, generator=g).relu()
+    y = torch.randn(64, 8000, generator=g).relu()
+    assert linear_cka(x, y, "biased") > 0.9
+    assert abs(linear_cka(x, y, "unbiased")) < 0.1
+
+
+def test_large_mean_features_keep_precision():
+    """float32 activations with a large mean: we match the float64 textbook value of the very same
+    inputs, where a float32 Gram of uncentred features does not (the pitfall we avoid)."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(40, 300, generator=g) + 1e3
+    y = x[:, :100] + 0.5 * torch.randn(40, 100, generator=g) - 3e2
+    ref = np_cka(x.double().numpy() - x.double().numpy().mean(0), y.double().numpy() - y.double().numpy().mean(0),
+                 np_hsic_biased)
+    assert linear_cka(x, y, "biased") == pytest.approx(ref, abs=1e-9)
+    h = torch.eye(40) - 1 / 40
+    k, l_ = h @ (x @ x.T) @ h, h @ (y @ y.T) @ h  # float32, uncentred features
+    naive = ((k * l_).sum() / torch.sqrt((k * k).sum() * (l_ * l_).sum())).item()
+    assert abs(naive - ref) > 1e-4
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_minibatch_accumulation_sums_hsic_over_batches(estimator):
+    """Accumulated CKA = sum_b HSIC(K_b, L_b) / sqrt(sum_b HSIC(K_b, K_b) * sum_b HSIC(L_b, L_b))."""
+    hsic = np_hsic_biased if estimator == "biased" else np_hsic_unbiased
+    g = np.random.default_rng(5)
+    xs = [g.normal(size=(20, 12)) for _ in range(3)]
+    ys = [x[:, :4] + g.normal(size=(20, 4)) for x in xs]
+    acc = CKAAccumulator(2, estimator)
+    for x, y in zip(xs, ys):
+        acc.add(0, torch.from_numpy(x))
+        acc.add(1, torch.from_numpy(y))
+        acc.end_batch()
+    num = sum(hsic(x, y) for x, y in zip(xs, ys))
+    den = np.sqrt(sum(hsic(x, x) for x in xs) * sum(hsic(y, y) for y in ys))
+    assert acc.matrix()[0, 1].item() == pytest.approx(num / den, rel=1e-9)
+    # one batch through the accumulator equals the single-batch function
+    single = CKAAccumulator(2, estimator)
+    single.add(0, torch.from_numpy(xs[0]))
+    single.add(1, torch.from_numpy(ys[0]))
+    single.end_batch()
+    assert single.matrix()[0, 1].item() == pytest.approx(
+        linear_cka(torch.from_numpy(xs[0]), torch.from_numpy(ys[0]), estimator), abs=1e-12)
+
+
+def test_model_cka_uses_unit_outputs_in_order():
+    """CKA over hooks equals CKA of block outputs computed by running the blocks by hand."""
+    torch.manual_seed(0)
+    model = resnet20(10, 1).eval()
+    x = torch.randn(24, 1, 16, 16)
+    got = CKA("unbiased")(model, [(x, None)], progress=False)
+    with torch.no_grad():
+        h = torch.relu(model.bn1(model.conv1(x)))
+        outs = []
+        for block in model.blocks:
+            h = block(h)
+            outs.append(h)
+    assert got.shape == (9, 9)
+    assert torch.allclose(got, cka_matrix(outs, "unbiased"), atol=1e-6)

@@ -1,0 +1,95 @@
+"""Real removal of prunable units: smaller model, working forward, exact where it must be."""
+import pytest
+import torch
+from torch import nn
+
+from sglp.errors import InvalidArgument, UnsupportedModelError
+from sglp.metrics import count_parameters
+from sglp.models.resnet_cifar import BasicBlock, resnet20, resnet56
+from sglp.surgery import remove_layers
+from sglp.units import prunable_units, units_bypassed
+
+
+def test_resnet56_has_27_units_named_in_forward_order():
+    units = prunable_units(resnet56(10, 1))
+    assert len(units) == 27
+    assert [n for n, _ in units] == [f"blocks.{i}" for i in range(27)]
+
+
+@pytest.mark.parametrize("indices", [[0], [3], [9], [4, 5, 6], [0, 3, 9, 18, 26], list(range(1, 27))])
+def test_removal_shrinks_params_and_forward_works(indices):
+    torch.manual_seed(0)
+    model = resnet56(10, 1).eval()
+    pruned = remove_layers(model, indices).eval()
+    units = prunable_units(model)
+    removed_params = sum(sum(p.numel() for p in units[i][1].parameters()) for i in indices)
+    assert count_parameters(pruned) == count_parameters(model) - removed_params
+    assert len(prunable_units(pruned)) == 27 - len(indices)
+    out = pruned(torch.randn(4, 1, 28, 28))
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+    assert len(prunable_units(model)) == 27  # the input model is untouched
+
+
+def make_block_identity(block: BasicBlock) -> None:
+    nn.init.zeros_(block.bn2.weight)
+    nn.init.zeros_(block.bn2.bias)
+
+
+@pytest.mark.parametrize("index", [2, 9, 18])  # 9 and 18 change shape (stride 2, channels x2)
+def test_removing_identity_initialised_block_leaves_output_unchanged(index):
+    torch.manual_seed(1)
+    model = resnet56(10, 1)
+    for m in model.modules():  # non-trivial BN statistics
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    make_block_identity(model.blocks[index])
+    model.eval()
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(model(x), remove_layers(model, [index]).eval()(x), atol=1e-5)
+
+
+def test_bypass_view_equals_real_surgery_and_restores():
+    torch.manual_seed(2)
+    model = resnet20(10, 1).eval()
+    x = torch.randn(5, 1, 20, 20)
+    with torch.no_grad():
+        before = model(x)
+        with units_bypassed(model, [1, 3, 6]) as view:
+            n_view = count_parameters(view)
+            out_view = view(x)
+        after = model(x)
+        pruned = remove_layers(model, [1, 3, 6]).eval()
+        assert torch.allclose(out_view, pruned(x), atol=1e-6)
+    assert n_view == count_parameters(pruned)
+    assert torch.equal(before, after)
+    assert len(prunable_units(model)) == 9
+
+
+def test_bypass_restores_on_error():
+    model = resnet20(10, 1)
+    with pytest.raises(RuntimeError):
+        with units_bypassed(model, [0, 1]):
+            raise RuntimeError("boom")
+    assert len(prunable_units(model)) == 9
+
+
+def test_pruned_model_trains():
+    pruned = remove_layers(resnet20(10, 1), [0, 4])
+    loss = nn.functional.cross_entropy(pruned(torch.randn(4, 1, 16, 16)), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    assert all(p.grad is not None for p in pruned.parameters())
+
+
+def test_bad_indices_are_clear_errors():
+    model = resnet20(10, 1)
+    with pytest.raises(InvalidArgument, match="out of range"):
+        remove_layers(model, [9])
+    with pytest.raises(InvalidArgument, match="keep at least one"):
+        remove_layers(model, list(range(9)))
+
+
+def test_model_without_adapter_is_named():
+    with pytest.raises(UnsupportedModelError, match="Sequential"):
+        remove_layers(nn.Sequential(nn.Linear(2, 2)), [0])
