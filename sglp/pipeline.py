@@ -173,7 +173,8 @@ def run_pruning(net: nn.Module, data: ImageSplits, checkpoint: str | Path, simil
         d, p = cost_dense[f"latency_ms_bs{b}"], cost_pruned[f"latency_ms_bs{b}"]
         row.update({f"latency_ms_dense_bs{b}": d, f"latency_ms_pruned_bs{b}": p,
                     f"latency_reduction_pct_bs{b}": reduction_pct(d, p)})
-    row.update({"search_space": result.search.search_space, "search_seconds": result.search.seconds, **timings,
+    row.update({"search_space": result.search.search_space, "search_evaluated": result.search.evaluated,
+                "search_seconds": result.search.seconds, **timings,
                 "git_commit": git_commit(), "run_dir": str(run_dir)})
 
     if s.save_pruned_model:

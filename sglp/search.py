@@ -5,13 +5,18 @@ in proportion to segment size, at least one per segment (largest-remainder round
 the earlier segment). Each segment then tries every combination of its allotted size,
 C(n_i, m_i) candidates, and keeps the best-scoring one.
 
+Budget: with `budget=N`, a segment with more than N candidates is searched on a seeded
+random sample of N of them, and a warning states the fraction explored.
+
 Order: `independent` scores a segment's candidates with every other segment intact;
 `sequential` applies the decisions of earlier segments first.
 """
 from __future__ import annotations
 
 import itertools
+import logging
 import math
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -21,7 +26,20 @@ from tqdm.auto import tqdm
 from sglp.errors import InvalidArgument
 from sglp.units import units_bypassed
 
+log = logging.getLogger(__name__)
 ORDERS = ("independent", "sequential")
+
+
+def segment_candidates(segment: list[int], m: int, budget: int | None = None, seed: int = 0) -> list[tuple[int, ...]]:
+    """Kept-unit combinations of size m: all of them, or a seeded sample of `budget` distinct ones."""
+    total = math.comb(len(segment), m)
+    if budget is None or total <= budget:
+        return list(itertools.combinations(segment, m))
+    rng = random.Random(f"{seed}:{segment}:{m}")
+    chosen: set[tuple[int, ...]] = set()
+    while len(chosen) < budget:
+        chosen.add(tuple(sorted(rng.sample(segment, m))))
+    return sorted(chosen)
 
 
 def target_keep(num_units: int, keep: int | None = None, ratio: float | None = None) -> int:
@@ -78,15 +96,19 @@ class SearchResult:
     search_space: int
     seconds: float
     scores: list[dict] = field(default_factory=list)  # every scored candidate: segment, removed, score
+    evaluated: int = 0  # candidates considered (< search_space when a budget applies)
 
 
 class SegmentSearch:
     """Exhaustive per-segment search for a keep (or ratio) target."""
 
-    def __init__(self, keep: int | None = 14, ratio: float | None = None, order: str = "independent") -> None:
+    def __init__(self, keep: int | None = 14, ratio: float | None = None, order: str = "independent",
+                 budget: int | None = None, seed: int = 0) -> None:
         if order not in ORDERS:
             raise InvalidArgument(f"search.order={order!r}: choose one of {ORDERS}")
-        self.keep, self.ratio, self.order = keep, ratio, order
+        if budget is not None and budget < 1:
+            raise InvalidArgument(f"search.budget={budget} must be a positive number of candidates per segment, or null")
+        self.keep, self.ratio, self.order, self.budget, self.seed = keep, ratio, order, budget, seed
 
     def check(self, num_units: int, num_segments: int) -> None:
         """Raise InvalidArgument if the target cannot be met with `num_segments` segments."""
@@ -103,19 +125,25 @@ class SegmentSearch:
 
     @staticmethod
     def search_space(segments: list[list[int]], alloc: list[int]) -> int:
+        """Number of candidates in the full per-segment space, sum_i C(n_i, m_i)."""
         return sum(math.comb(len(s), m) for s, m in zip(segments, alloc))
 
     def __call__(self, model: nn.Module, segments: list[list[int]], scorer, progress: bool = True) -> SearchResult:
         """Choose the kept units of each segment with `scorer` on candidate views of `model` (no copies)."""
         alloc = self.plan(segments)
         space = self.search_space(segments, alloc)
+        candidates = [segment_candidates(seg, m, self.budget, self.seed) for seg, m in zip(segments, alloc)]
+        evaluated = sum(map(len, candidates))
+        log.info("search space: %d candidates (segments of sizes %s keep %s)", space, [len(s) for s in segments], alloc)
+        if evaluated < space:
+            log.warning("search.budget=%d: evaluating %d of %d candidates (%.1f%% of the space)",
+                        self.budget, evaluated, space, 100.0 * evaluated / space)
         t0 = time.perf_counter()
-        bar = tqdm(total=space, desc="search", unit="cand", leave=False, disable=not progress)
+        bar = tqdm(total=evaluated, desc="search", unit="cand", leave=False, disable=not progress)
         choices: list[SegmentChoice] = []
         scores: list[dict] = []
         decided: list[int] = []  # units removed by earlier segments (used in sequential order)
-        for s, (segment, m) in enumerate(zip(segments, alloc)):
-            combos = list(itertools.combinations(segment, m))
+        for s, (segment, m, combos) in enumerate(zip(segments, alloc, candidates)):
             if len(combos) == 1:
                 choices.append(SegmentChoice(segment, m, list(combos[0]), None, 1))
                 bar.update(1)
@@ -137,4 +165,4 @@ class SegmentSearch:
         bar.close()
         kept = sorted(u for c in choices for u in c.kept)
         removed = sorted(u for seg in segments for u in seg if u not in kept)
-        return SearchResult(kept, removed, choices, space, time.perf_counter() - t0, scores)
+        return SearchResult(kept, removed, choices, space, time.perf_counter() - t0, scores, evaluated)

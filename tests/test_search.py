@@ -106,3 +106,20 @@ def test_minimising_scorer_picks_smallest():
     result = SegmentSearch(keep=7)(resnet20(10, 1), [list(range(9))], Min(weights), progress=False)
     # minimising -sum(removed weights) removes the two heaviest units
     assert result.removed == [2, 6]
+
+
+def test_budget_samples_distinct_candidates_reproducibly():
+    from sglp.search import segment_candidates
+
+    seg = list(range(14))
+    a, b = segment_candidates(seg, 7, budget=50, seed=1), segment_candidates(seg, 7, budget=50, seed=1)
+    assert a == b and len(a) == 50 and len(set(a)) == 50
+    assert all(len(c) == 7 and set(c) <= set(seg) for c in a)
+    assert segment_candidates(seg, 7, budget=50, seed=2) != a
+    assert len(segment_candidates([0, 1, 2, 3], 2, budget=50)) == 6  # budget above the space: exhaustive
+
+
+def test_search_with_budget_scores_only_the_sample():
+    scorer = RecordingScorer([1.0] * 9)
+    result = SegmentSearch(keep=4, budget=10)(resnet20(10, 1), [list(range(9))], scorer, progress=False)
+    assert result.search_space == math.comb(9, 4) and result.evaluated == 10 and len(scorer.seen) == 10

@@ -1,0 +1,27 @@
+"""The README's Python example runs as written (on the committed backbone)."""
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT = ROOT / "checkpoints" / "resnet56_fashion_mnist" / "model.pt"
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks, "README.md has no python example"
+    return blocks[0]
+
+
+@pytest.mark.skipif(not CHECKPOINT.exists(), reason="committed backbone checkpoint not present")
+def test_readme_python_example_prunes_for_real(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    namespace: dict = {}
+    exec(compile(readme_example(), "README.md", "exec"), namespace)
+    model, pruned, result = namespace["model"], namespace["pruned"], namespace["result"]
+    assert len(result.removed) == 27 - len(result.kept) and result.removed
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
+    assert pruned(torch.randn(2, 1, 28, 28)).shape == (2, 10)
