@@ -76,13 +76,20 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from hydra.errors import InstantiationException
+
     from sglp.errors import SGLPError
 
     try:
         run(cfg)
-    except SGLPError as e:  # bad input: one message naming the problem and the fix, no traceback
-        log.error("%s", e)
-        print(f"\nsglp: error: {e}", file=sys.stderr)
+    except (SGLPError, InstantiationException) as e:
+        # Bad input: one message naming the problem and the fix, no traceback. Hydra wraps errors
+        # raised while building a component; unwrap ours, re-raise anything else.
+        err = e.__cause__ if isinstance(e, InstantiationException) else e
+        if not isinstance(err, SGLPError):
+            raise
+        log.error("%s", err)
+        print(f"\nsglp: error: {err}", file=sys.stderr)
         sys.exit(2)
 
 

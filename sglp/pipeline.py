@@ -157,7 +157,8 @@ def run_pruning(net: nn.Module, data: ImageSplits, checkpoint: str | Path, simil
 
     row: dict[str, Any] = dict(identity or {})
     row.update({
-        "scorer": type(scorer).__name__, "cka_estimator": getattr(similarity, "estimator", None),
+        "scorer": type(scorer).__name__, "scorer_maximize": getattr(scorer, "maximize", None),
+        "cka_estimator": getattr(similarity, "estimator", None),
         "k": len(result.segments), "segments": result.segments, "kept": result.kept, "removed": result.removed,
         "units_total": units_total, "units_kept": len(result.kept),
         "dense_acc": dense_acc, "pruned_acc_before_ft": acc_before, "pruned_acc": acc_after,
@@ -180,9 +181,8 @@ def run_pruning(net: nn.Module, data: ImageSplits, checkpoint: str | Path, simil
     if s.save_pruned_model:
         save_checkpoint(run_dir / "pruned_model.pt", pruned, removed=result.removed, units_total=units_total,
                         kept=result.kept, pruned_acc=acc_after)
-    (run_dir / "search_scores.json").write_text(
-        json.dumps({"choices": [asdict(c) for c in result.search.choices],
-                                  "candidates": result.search.scores}, indent=1))
+    scores = {"choices": [asdict(c) for c in result.search.choices], "candidates": result.search.scores}
+    (run_dir / "search_scores.json").write_text(json.dumps(scores, indent=1))
     write_row(row, run_dir)
     if results_table:
         append_row(row, results_table)

@@ -91,6 +91,12 @@ def test_missing_and_corrupt_checkpoint(tmp_path):
     assert table.read_text() == "method,pruned_acc\nearlier,90.0\n"  # nothing already written is lost
 
 
+def test_missing_data_is_one_clear_message(tmp_path):
+    res = run(tmp_path, *TINY, "logger=none", f"dataset.splits.data_dir={tmp_path}/empty",
+              "dataset.splits.search_system=false", "dataset.splits.download=false")
+    assert res.returncode == 2 and "Fashion-MNIST not found" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_unknown_option_is_hydras_message(tmp_path):
     res = run(tmp_path, "model=resnet999")
     assert res.returncode != 0 and "resnet999" in res.stderr and "Traceback" not in res.stderr
