@@ -85,7 +85,7 @@ class PruneSettings:
 def check_settings(num_units: int, segmenter, search) -> None:
     """Fail fast on impossible settings, before any expensive stage."""
     segmenter.check(num_units)
-    search.check(num_units, segmenter.k)
+    search.check(num_units, segmenter.min_segments)
 
 
 def _cost(model: nn.Module, input_shape: tuple[int, ...], s: PruneSettings) -> dict[str, float]:
@@ -159,7 +159,8 @@ def run_pruning(net: nn.Module, data: ImageSplits, checkpoint: str | Path, simil
     row.update({
         "scorer": type(scorer).__name__, "scorer_maximize": getattr(scorer, "maximize", None),
         "cka_estimator": getattr(similarity, "estimator", None),
-        "k": len(result.segments), "segments": result.segments, "kept": result.kept, "removed": result.removed,
+        "k": len(result.segments), "k_requested": getattr(segmenter, "k", None),
+        "fisher_loss_curve": getattr(segmenter, "loss_curve", None), "segments": result.segments, "kept": result.kept, "removed": result.removed,
         "units_total": units_total, "units_kept": len(result.kept),
         "dense_acc": dense_acc, "pruned_acc_before_ft": acc_before, "pruned_acc": acc_after,
         "finetune_epochs": finetune.epochs, "finetune_max_steps_per_epoch": finetune.max_steps_per_epoch,

@@ -10,6 +10,12 @@ the optimal one is found exactly by dynamic programming (Eqs. 19-22):
 where F(m, j) is the least loss of putting the first j units into m segments. With prefix
 sums every D(i, j) costs O(1), so the DP is O(k L^2).
 
+Choosing k (`k="auto"`): the optimal loss L(k) falls as k grows. We take the k with the largest
+relative drop, argmax_k L(k-1) / L(k) over k = 2..k_max: with m blocks of similar units, L falls to
+the noise floor at k = m, so that ratio peaks there, while a linear-scale elbow (Kneedle) is
+dominated by the first drop. k_max is capped at L // 2, since L(k) -> 0 as k -> L makes late
+ratios meaningless.
+
 Representations: `row_sum` is the paper's scalar per unit, the row sum of the CKA matrix
 (Eq. 12); `row` uses the unit's whole CKA row as a vector (diameter = sum of squared
 Euclidean distances to the segment's mean row).
@@ -98,21 +104,57 @@ def fisher_loss_curve(similarity: torch.Tensor, k_max: int, representation: str 
     return [fisher_dp(d, k)[0] for k in range(1, k_max + 1)]
 
 
+def largest_relative_drop(curve: list[float]) -> int:
+    """k (1-based) maximising curve[k-2] / curve[k-1] over k >= 2; 1 for a flat or 1-point curve."""
+    if len(curve) < 2 or curve[0] <= 0:
+        return 1
+    floor = 1e-12 * curve[0]
+    ratios = [curve[i - 1] / max(curve[i], floor) for i in range(1, len(curve))]
+    best = max(range(len(ratios)), key=lambda i: (ratios[i], -i))
+    return best + 2 if ratios[best] > 1.0 + 1e-9 else 1
+
+
+def choose_k(similarity: torch.Tensor, k_max: int = 10, representation: str = "row_sum") -> tuple[int, list[float]]:
+    """(k with the largest relative drop of the optimal loss, the curve for k = 1..min(k_max, L // 2))."""
+    curve = fisher_loss_curve(similarity, max(1, min(k_max, similarity.shape[0] // 2)), representation)
+    return largest_relative_drop(curve), curve
+
+
 @dataclass
 class FisherSegmenter:
-    """Configured segmenter: `segmenter(similarity)` -> list of k segments."""
+    """Configured segmenter: `segmenter(similarity)` -> list of k segments.
 
-    k: int = 3
+    `k` is a number, or "auto" to choose it by the largest relative drop of the loss (up to `k_max`);
+    after a call, `chosen_k` and `loss_curve` record what was used.
+    """
+
+    k: int | str = 3
     representation: str = "row_sum"
+    k_max: int = 10
+    chosen_k: int | None = None
+    loss_curve: list[float] | None = None
+
+    @property
+    def min_segments(self) -> int:
+        """Fewest segments this segmenter can produce (for checking a keep target up front)."""
+        return 1 if self.k == "auto" else int(self.k)
 
     def check(self, num_units: int) -> None:
-        if not isinstance(self.k, int) or not 1 <= self.k <= num_units:
+        if self.k == "auto":
+            if self.k_max < 1:
+                raise InvalidArgument(f"segmenter.k_max={self.k_max} must be at least 1")
+        elif not isinstance(self.k, int) or not 1 <= self.k <= num_units:
             raise InvalidArgument(
-                f"segmenter.k={self.k!r} is invalid for a model with {num_units} prunable units: use 1 <= k <= {num_units}"
+                f"segmenter.k={self.k!r} is invalid for a model with {num_units} prunable units: "
+                f"use 1 <= k <= {num_units}, or k=auto"
             )
         if self.representation not in REPRESENTATIONS:
             raise InvalidArgument(f"segmenter.representation={self.representation!r}: choose one of {REPRESENTATIONS}")
 
     def __call__(self, similarity: torch.Tensor) -> list[list[int]]:
         self.check(similarity.shape[0])
-        return fisher_segments(similarity, self.k, self.representation)
+        if self.k == "auto":
+            self.chosen_k, self.loss_curve = choose_k(similarity, self.k_max, self.representation)
+        else:
+            self.chosen_k, self.loss_curve = int(self.k), None
+        return fisher_segments(similarity, self.chosen_k, self.representation)

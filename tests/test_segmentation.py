@@ -85,3 +85,53 @@ def test_loss_curve_is_non_increasing():
 def test_bad_k_is_a_clear_error(k):
     with pytest.raises(InvalidArgument, match="segmenter.k"):
         FisherSegmenter(k=k)(random_similarity(9, 0))
+
+
+def planted(sizes: list[int], seed: int, noise: float = 0.02) -> torch.Tensor:
+    """Block-structured similarity: each planted block has its own within level, lower across, plus noise.
+    Levels differ per block so that even the row-sum scalar can tell the blocks apart."""
+    g = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    levels = np.linspace(0.95, 0.55, len(sizes))
+    s = np.where(labels[:, None] == labels[None, :], levels[labels][:, None], 0.3)
+    s = s + g.normal(0, noise, s.shape)
+    s = (s + s.T) / 2
+    np.fill_diagonal(s, 1.0)
+    return torch.from_numpy(s)
+
+
+PLANTS = [[9, 9], [5, 12, 10], [6, 6, 7, 8], [4, 6, 5, 7, 5], [3, 5, 4, 6, 4, 5]]
+
+
+@pytest.mark.parametrize("sizes", PLANTS)
+def test_auto_k_recovers_planted_blocks(sizes):
+    for seed in range(3):
+        seg = FisherSegmenter(k="auto", representation="row", k_max=10)
+        segments = seg(planted(sizes, seed))
+        assert seg.chosen_k == len(sizes)
+        assert [len(s) for s in segments] == sizes
+        assert len(seg.loss_curve) == min(10, sum(sizes) // 2)
+
+
+@pytest.mark.parametrize("sizes", PLANTS[:2])
+def test_auto_k_with_row_sums_when_blocks_differ_in_row_sum(sizes):
+    seg = FisherSegmenter(k="auto", representation="row_sum", k_max=10)
+    assert [len(s) for s in seg(planted(sizes, 0))] == sizes
+
+
+def test_row_sum_scalar_merges_blocks_that_rows_separate():
+    """A finding behind the `row` default: a block's row sum mixes its level and its size, so
+    distinct blocks with close row sums are confused by the paper's scalar, not by full rows."""
+    sizes = PLANTS[-1]
+    s = planted(sizes, 0)
+    assert [len(x) for x in fisher_segments(s, len(sizes), "row")] == sizes
+    assert [len(x) for x in fisher_segments(s, len(sizes), "row_sum")] != sizes
+
+
+def test_largest_relative_drop_of_textbook_curves():
+    from sglp.segmentation import largest_relative_drop
+
+    assert largest_relative_drop([10.0, 2.0, 1.5, 1.2, 1.0]) == 2
+    assert largest_relative_drop([10.0, 9.0, 1.0, 0.8, 0.7, 0.6]) == 3
+    assert largest_relative_drop([5.0, 5.0, 5.0]) == 1
+    assert largest_relative_drop([5.0]) == 1
