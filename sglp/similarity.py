@@ -28,6 +28,7 @@ from sglp.activations import unit_output_hooks
 from sglp.errors import InvalidArgument
 
 ESTIMATORS = ("biased", "unbiased")
+KERNELS = ("linear", "rbf")
 
 
 def gram_linear(x: torch.Tensor) -> torch.Tensor:
@@ -35,6 +36,17 @@ def gram_linear(x: torch.Tensor) -> torch.Tensor:
     x = x.detach().reshape(x.shape[0], -1).to(torch.float64)
     x = x - x.mean(0, keepdim=True)
     return x @ x.T
+
+
+def gram_rbf(x: torch.Tensor, sigma_frac: float = 0.5) -> torch.Tensor:
+    """RBF Gram (n, n) in float64: exp(-||xi - xj||^2 / (2 sigma^2)), sigma = sigma_frac x the median
+    pairwise distance (as in Kornblith et al.'s CKA demo: sigma^2 = sigma_frac^2 x median squared distance)."""
+    k = gram_linear(x)  # centred features: distances are unchanged, precision is better
+    norms = k.diagonal()
+    sq = (norms[:, None] + norms[None, :] - 2 * k).clamp_min(0.0)
+    # over all n^2 entries, diagonal zeros included, averaging the two middle values (numpy's median)
+    sq_median = torch.quantile(sq.reshape(-1), 0.5)
+    return torch.exp(-sq / (2 * sigma_frac**2 * sq_median.clamp_min(1e-300)))
 
 
 def centre_gram(k: torch.Tensor) -> torch.Tensor:
@@ -55,10 +67,16 @@ def u_centre_gram(k: torch.Tensor) -> torch.Tensor:
     return u
 
 
-def transformed_gram(x: torch.Tensor, estimator: str = "unbiased") -> tuple[torch.Tensor, float]:
+def transformed_gram(x: torch.Tensor, estimator: str = "unbiased", kernel: str = "linear",
+                     sigma_frac: float = 0.5) -> tuple[torch.Tensor, float]:
     """(flattened transformed Gram of x, normaliser) such that HSIC(x, y) = <T(x), T(y)> / normaliser."""
     n = x.shape[0]
-    k = gram_linear(x)
+    if kernel == "linear":
+        k = gram_linear(x)
+    elif kernel == "rbf":
+        k = gram_rbf(x, sigma_frac)
+    else:
+        raise InvalidArgument(f"unknown CKA kernel {kernel!r}: choose one of {KERNELS}")
     if estimator == "biased":
         return centre_gram(k).reshape(-1), float((n - 1) ** 2)
     if estimator == "unbiased":
@@ -78,17 +96,17 @@ class CKAAccumulator:
     Per batch: `add(i, output)` for each layer i (any order), then `end_batch()`.
     """
 
-    def __init__(self, num_layers: int, estimator: str = "unbiased") -> None:
-        if estimator not in ESTIMATORS:
-            raise InvalidArgument(f"unknown CKA estimator {estimator!r}: choose one of {ESTIMATORS}")
-        self.num_layers, self.estimator = num_layers, estimator
+    def __init__(self, num_layers: int, estimator: str = "unbiased", kernel: str = "linear",
+                 sigma_frac: float = 0.5) -> None:
+        check_options(estimator, kernel)
+        self.num_layers, self.estimator, self.kernel, self.sigma_frac = num_layers, estimator, kernel, sigma_frac
         self.hsic = torch.zeros(num_layers, num_layers, dtype=torch.float64)
         self._rows: list[torch.Tensor | None] = [None] * num_layers
         self._norm: float | None = None
         self.batches = 0
 
     def add(self, layer: int, output: torch.Tensor) -> None:
-        self._rows[layer], self._norm = transformed_gram(output, self.estimator)
+        self._rows[layer], self._norm = transformed_gram(output, self.estimator, self.kernel, self.sigma_frac)
 
     def end_batch(self) -> None:
         missing = [i for i, r in enumerate(self._rows) if r is None]
@@ -106,9 +124,17 @@ class CKAAccumulator:
         return _cka_from_hsic(self.hsic)
 
 
-def cka_matrix(features: Sequence[torch.Tensor], estimator: str = "unbiased") -> torch.Tensor:
-    """(L, L) linear-CKA matrix of L per-layer activations, each (n, ...) over the same n examples."""
-    acc = CKAAccumulator(len(features), estimator)
+def check_options(estimator: str, kernel: str) -> None:
+    if estimator not in ESTIMATORS:
+        raise InvalidArgument(f"unknown CKA estimator {estimator!r}: choose one of {ESTIMATORS}")
+    if kernel not in KERNELS:
+        raise InvalidArgument(f"unknown CKA kernel {kernel!r}: choose one of {KERNELS}")
+
+
+def cka_matrix(features: Sequence[torch.Tensor], estimator: str = "unbiased", kernel: str = "linear",
+               sigma_frac: float = 0.5) -> torch.Tensor:
+    """(L, L) CKA matrix of L per-layer activations, each (n, ...) over the same n examples."""
+    acc = CKAAccumulator(len(features), estimator, kernel, sigma_frac)
     for i, f in enumerate(features):
         acc.add(i, f)
     acc.end_batch()
@@ -124,12 +150,11 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, estimator: str = "unbiased") ->
 
 
 class CKA:
-    """Linear CKA between the outputs of a model's prunable units on calibration batches."""
+    """CKA (linear by default) between the outputs of a model's prunable units on calibration batches."""
 
-    def __init__(self, estimator: str = "unbiased") -> None:
-        if estimator not in ESTIMATORS:
-            raise InvalidArgument(f"unknown CKA estimator {estimator!r}: choose one of {ESTIMATORS}")
-        self.estimator = estimator
+    def __init__(self, estimator: str = "unbiased", kernel: str = "linear", sigma_frac: float = 0.5) -> None:
+        check_options(estimator, kernel)  # fail at construction, before any data is read
+        self.estimator, self.kernel, self.sigma_frac = estimator, kernel, sigma_frac
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, batches: Iterable, progress: bool = True) -> torch.Tensor:
@@ -139,7 +164,7 @@ class CKA:
         acc: CKAAccumulator | None = None
         try:
             with unit_output_hooks(model, lambda i, out: acc.add(i, out)) as num_units:  # type: ignore[union-attr]
-                acc = CKAAccumulator(num_units, self.estimator)
+                acc = CKAAccumulator(num_units, self.estimator, self.kernel, self.sigma_frac)
                 for x, _ in tqdm(batches, desc="CKA", leave=False, disable=not progress):
                     model(x.contiguous(memory_format=torch.channels_last))
                     acc.end_batch()

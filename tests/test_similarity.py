@@ -135,3 +135,33 @@ def test_model_cka_uses_unit_outputs_in_order():
             outs.append(h)
     assert got.shape == (9, 9)
     assert torch.allclose(got, cka_matrix(outs, "unbiased"), atol=1e-6)
+
+
+def np_gram_rbf(x: np.ndarray, threshold: float) -> np.ndarray:
+    """Kornblith et al.'s CKA demo, gram_rbf (transcribed)."""
+    dot = x @ x.T
+    sq_norms = np.diag(dot)
+    sq_distances = -2 * dot + sq_norms[:, None] + sq_norms[None, :]
+    sq_median_distance = np.median(sq_distances)
+    return np.exp(-sq_distances / (2 * threshold**2 * sq_median_distance))
+
+
+def np_cka_gram_biased(k: np.ndarray, l: np.ndarray) -> float:
+    """Kornblith's demo cka(gram_x, gram_y) with debiased=False: centre both, then Frobenius ratio."""
+    n = k.shape[0]
+    h = np.eye(n) - np.ones((n, n)) / n
+    kc, lc = h @ k @ h, h @ l @ h
+    return float((kc * lc).sum() / (np.linalg.norm(kc) * np.linalg.norm(lc)))
+
+
+@pytest.mark.parametrize("threshold", [0.5, 1.0])
+def test_rbf_cka_matches_kornblith_demo(threshold):
+    from sglp.similarity import cka_matrix
+
+    g = np.random.default_rng(7)
+    x = g.normal(size=(30, 12))
+    y = np.tanh(x @ g.normal(size=(12, 6))) + 0.3 * g.normal(size=(30, 6))
+    expected = np_cka_gram_biased(np_gram_rbf(x, threshold), np_gram_rbf(y, threshold))
+    got = cka_matrix([torch.from_numpy(x), torch.from_numpy(y)], "biased", "rbf", threshold)[0, 1].item()
+    assert got == pytest.approx(expected, rel=1e-9)
+    assert cka_matrix([torch.from_numpy(x)] * 2, "unbiased", "rbf", threshold)[0, 1].item() == pytest.approx(1.0)
