@@ -2,8 +2,13 @@
 
 Target: `keep` units overall (or a removal `ratio`). The kept units are allotted to segments
 in proportion to segment size, at least one per segment (largest-remainder rounding, ties to
-the earlier segment). Each segment then tries every combination of its allotted size,
-C(n_i, m_i) candidates, and keeps the best-scoring one.
+the earlier segment). Each segment then keeps its best-scoring candidate among:
+
+- mode `exhaustive`: every combination of the allotted size m_i, C(n_i, m_i) candidates, so the
+  target is met exactly;
+- mode `paper`: every non-empty subset, 2^{n_i} - 1 candidates (the SGLP paper's search space);
+  the kept count is then whatever the scorer prefers. With `cap_at_allotted`, subsets larger
+  than m_i are excluded (sum_{j<=m_i} C(n_i, j) candidates), so at most the target is kept.
 
 Budget: with `budget=N`, a segment with more than N candidates is searched on a seeded
 random sample of N of them, and a warning states the fraction explored.
@@ -28,18 +33,23 @@ from sglp.units import units_bypassed
 
 log = logging.getLogger(__name__)
 ORDERS = ("independent", "sequential")
+MODES = ("exhaustive", "paper")
 
 
-def segment_candidates(segment: list[int], m: int, budget: int | None = None, seed: int = 0) -> list[tuple[int, ...]]:
-    """Kept-unit combinations of size m: all of them, or a seeded sample of `budget` distinct ones."""
-    total = math.comb(len(segment), m)
-    if budget is None or total <= budget:
-        return list(itertools.combinations(segment, m))
-    rng = random.Random(f"{seed}:{segment}:{m}")
+def segment_candidates(segment: list[int], sizes: list[int], budget: int | None = None,
+                       seed: int = 0) -> list[tuple[int, ...]]:
+    """Kept-unit subsets of the segment whose size is in `sizes`: all of them, or a seeded uniform
+    sample of `budget` distinct ones (a size j drawn with weight C(n, j), then a random j-subset)."""
+    n = len(segment)
+    weights = [math.comb(n, j) for j in sizes]
+    if budget is None or sum(weights) <= budget:
+        return [c for j in sizes for c in itertools.combinations(segment, j)]
+    rng = random.Random(f"{seed}:{segment}:{sizes}")
     chosen: set[tuple[int, ...]] = set()
     while len(chosen) < budget:
-        chosen.add(tuple(sorted(rng.sample(segment, m))))
-    return sorted(chosen)
+        j = rng.choices(sizes, weights=weights)[0]
+        chosen.add(tuple(sorted(rng.sample(segment, j))))
+    return sorted(chosen, key=lambda c: (len(c), c))
 
 
 def target_keep(num_units: int, keep: int | None = None, ratio: float | None = None) -> int:
@@ -100,15 +110,25 @@ class SearchResult:
 
 
 class SegmentSearch:
-    """Exhaustive per-segment search for a keep (or ratio) target."""
+    """Per-segment search for a keep (or ratio) target; see the module docstring for the modes."""
 
     def __init__(self, keep: int | None = 14, ratio: float | None = None, order: str = "independent",
-                 budget: int | None = None, seed: int = 0) -> None:
+                 budget: int | None = None, seed: int = 0, mode: str = "exhaustive",
+                 cap_at_allotted: bool = False) -> None:
         if order not in ORDERS:
             raise InvalidArgument(f"search.order={order!r}: choose one of {ORDERS}")
+        if mode not in MODES:
+            raise InvalidArgument(f"search.mode={mode!r}: choose one of {MODES}")
         if budget is not None and budget < 1:
             raise InvalidArgument(f"search.budget={budget} must be a positive number of candidates per segment, or null")
         self.keep, self.ratio, self.order, self.budget, self.seed = keep, ratio, order, budget, seed
+        self.mode, self.cap_at_allotted = mode, cap_at_allotted
+
+    def candidate_sizes(self, n: int, m: int) -> list[int]:
+        """Allowed kept-subset sizes in a segment of n units with m allotted."""
+        if self.mode == "exhaustive":
+            return [m]
+        return list(range(1, (m if self.cap_at_allotted else n) + 1))
 
     def check(self, num_units: int, num_segments: int) -> None:
         """Raise InvalidArgument if the target cannot be met with `num_segments` segments."""
@@ -123,18 +143,19 @@ class SegmentSearch:
         """Units kept per segment."""
         return allocate_keep([len(s) for s in segments], target_keep(sum(map(len, segments)), self.keep, self.ratio))
 
-    @staticmethod
-    def search_space(segments: list[list[int]], alloc: list[int]) -> int:
-        """Number of candidates in the full per-segment space, sum_i C(n_i, m_i)."""
-        return sum(math.comb(len(s), m) for s, m in zip(segments, alloc))
+    def search_space(self, segments: list[list[int]], alloc: list[int]) -> int:
+        """Number of candidates in the full per-segment space (e.g. sum_i C(n_i, m_i) when exhaustive)."""
+        return sum(math.comb(len(s), j) for s, m in zip(segments, alloc) for j in self.candidate_sizes(len(s), m))
 
     def __call__(self, model: nn.Module, segments: list[list[int]], scorer, progress: bool = True) -> SearchResult:
         """Choose the kept units of each segment with `scorer` on candidate views of `model` (no copies)."""
         alloc = self.plan(segments)
         space = self.search_space(segments, alloc)
-        candidates = [segment_candidates(seg, m, self.budget, self.seed) for seg, m in zip(segments, alloc)]
+        candidates = [segment_candidates(seg, self.candidate_sizes(len(seg), m), self.budget, self.seed)
+                      for seg, m in zip(segments, alloc)]
         evaluated = sum(map(len, candidates))
-        log.info("search space: %d candidates (segments of sizes %s keep %s)", space, [len(s) for s in segments], alloc)
+        log.info("search space (%s): %d candidates; segment sizes %s, allotted %s", self.mode, space,
+                 [len(s) for s in segments], alloc)
         if evaluated < space:
             log.warning("search.budget=%d: evaluating %d of %d candidates (%.1f%% of the space)",
                         self.budget, evaluated, space, 100.0 * evaluated / space)

@@ -112,14 +112,47 @@ def test_budget_samples_distinct_candidates_reproducibly():
     from sglp.search import segment_candidates
 
     seg = list(range(14))
-    a, b = segment_candidates(seg, 7, budget=50, seed=1), segment_candidates(seg, 7, budget=50, seed=1)
+    a, b = segment_candidates(seg, [7], budget=50, seed=1), segment_candidates(seg, [7], budget=50, seed=1)
     assert a == b and len(a) == 50 and len(set(a)) == 50
     assert all(len(c) == 7 and set(c) <= set(seg) for c in a)
-    assert segment_candidates(seg, 7, budget=50, seed=2) != a
-    assert len(segment_candidates([0, 1, 2, 3], 2, budget=50)) == 6  # budget above the space: exhaustive
+    assert segment_candidates(seg, [7], budget=50, seed=2) != a
+    assert len(segment_candidates([0, 1, 2, 3], [2], budget=50)) == 6  # budget above the space: exhaustive
+    mixed = segment_candidates(seg, list(range(1, 15)), budget=200, seed=0)
+    assert len(set(mixed)) == 200 and {len(c) for c in mixed} <= set(range(1, 15))
 
 
 def test_search_with_budget_scores_only_the_sample():
     scorer = RecordingScorer([1.0] * 9)
     result = SegmentSearch(keep=4, budget=10)(resnet20(10, 1), [list(range(9))], scorer, progress=False)
     assert result.search_space == math.comb(9, 4) and result.evaluated == 10 and len(scorer.seen) == 10
+
+
+def test_paper_mode_scores_every_nonempty_subset_and_picks_brute_force_best():
+    weights = [0.5, -0.1, 0.9, 0.3, -0.7, 0.2, 0.8, -0.6, 0.4]
+    segments = [[0, 1, 2], [3, 4, 5, 6], [7, 8]]
+    scorer = RecordingScorer(weights)  # score = -(sum of removed weights): keeping units of weight > 0 is best
+    search = SegmentSearch(keep=5, mode="paper")
+    result = search(resnet20(10, 1), segments, scorer, progress=False)
+    assert result.search_space == sum(2 ** len(s) - 1 for s in segments) == 7 + 15 + 3
+    assert len(scorer.seen) == result.search_space
+    for seg, choice in zip(segments, result.choices):
+        subsets = [c for j in range(1, len(seg) + 1) for c in itertools.combinations(seg, j)]
+        best = max(subsets, key=lambda kept: -sum(weights[u] for u in seg if u not in kept))
+        assert choice.kept == list(best)
+    assert result.removed == [1, 4, 7]  # the paper's space lets the kept count follow the score
+
+
+def test_paper_mode_capped_at_allotted_sizes():
+    segments = [[0, 1, 2, 3], [4, 5, 6, 7, 8]]
+    search = SegmentSearch(keep=4, mode="paper", cap_at_allotted=True)
+    alloc = search.plan(segments)
+    expected = sum(math.comb(len(s), j) for s, m in zip(segments, alloc) for j in range(1, m + 1))
+    scorer = RecordingScorer([1.0] * 9)
+    result = search(resnet20(10, 1), segments, scorer, progress=False)
+    assert result.search_space == expected and len(scorer.seen) == expected
+    assert all(len(c.kept) <= m for c, m in zip(result.choices, alloc))
+
+
+def test_unknown_mode_is_a_clear_error():
+    with pytest.raises(InvalidArgument, match="search.mode"):
+        SegmentSearch(mode="greedy")
