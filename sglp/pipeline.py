@@ -59,7 +59,7 @@ def sglp_prune(model: nn.Module, calibration, similarity, segmenter, search, sco
     segments = segmenter(sim)
     seconds["segmentation"] = time.perf_counter() - t
     t = time.perf_counter()
-    scorer.prepare(calibration)
+    scorer.prepare(calibration, model)
     result = search(model, segments, scorer, progress=progress)
     seconds["search"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -174,7 +174,7 @@ class SegmentSearch:
             for kept in combos:
                 removed = tuple(sorted(base + [u for u in segment if u not in kept]))
                 with units_bypassed(model, removed):
-                    score = float(scorer(model, removed))
+                    score = float(scorer(model, removed, segment=segment, kept=kept))
                 scores.append({"segment": s, "removed": list(removed), "score": score})
                 better = best_score is None or (score > best_score if scorer.maximize else score < best_score)
                 if better:

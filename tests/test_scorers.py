@@ -81,3 +81,33 @@ def test_random_scorer_depends_on_seed_and_candidate_only():
     assert a(None, (1, 2)) == b(None, (2, 1))
     assert a(None, (1, 2)) != a(None, (1, 3))
     assert RandomScorer(4)(None, (1, 2)) != a(None, (1, 2))
+
+
+def test_paper_init_gradnorm_equals_explicit_network():
+    """init=paper: the segment's kept units pretrained, everything else the seeded random twin."""
+    from sglp.scorers.gradnorm import reinitialise
+
+    torch.manual_seed(3)
+    model = resnet20(10, 1)
+    for m in model.modules():  # make "pretrained" BN statistics differ from a fresh init
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_var.fill_(2.0)
+    data = batches()
+    scorer = GradNormScorer(num_batches=2, batch_size=8, init="paper", init_seed=5)
+    scorer.prepare(lambda b, n: data, model)
+    segment, kept, removed = [3, 4, 5], [3, 5], (4,)
+    with units_bypassed(model, removed):
+        got = scorer(model, removed, segment=segment, kept=kept)
+    # reference: build the network by hand from a fresh seeded re-initialisation
+    import copy
+    ref = reinitialise(copy.deepcopy(model), 5)
+    ref.blocks[3], ref.blocks[5] = copy.deepcopy(model.blocks[3]), copy.deepcopy(model.blocks[5])
+    ref.blocks[4] = ref.blocks[4].shortcut
+    assert got == pytest.approx(gradnorm(ref, data), rel=1e-6)
+    plain = GradNormScorer(num_batches=2, batch_size=8)
+    plain.prepare(lambda b, n: data, model)
+    with units_bypassed(model, removed):
+        assert got != pytest.approx(plain(model, removed, segment=segment, kept=kept), rel=1e-3)
+    # the twin and the backbone are restored
+    assert len([m for m in scorer._twin.blocks if m.__class__.__name__ == "BasicBlock"]) == 9
+    assert scorer._twin.blocks[3] is not model.blocks[3]

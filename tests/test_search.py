@@ -23,8 +23,9 @@ class RecordingScorer:
     def prepare(self, calibration):
         pass
 
-    def __call__(self, model, removed):
+    def __call__(self, model, removed, segment=None, kept=None):
         assert len(prunable_units(model)) == 9 - len(removed)  # it really is the candidate network
+        assert set(kept) <= set(segment) and not set(kept) & set(removed)
         self.seen.append(tuple(removed))
         return -sum(self.weights[u] for u in removed)
 

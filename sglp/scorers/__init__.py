@@ -1,6 +1,9 @@
-"""Training-free candidate scorers: `scorer(model, removed)` -> float; `scorer.maximize` says which way is better.
+"""Training-free candidate scorers.
 
-`model` is the candidate network itself (the shared backbone with the removed units bypassed),
-`removed` the tuple of removed unit indices. Scorers that read data get their calibration
-batches once through `prepare(batches)`.
+Contract: `scorer.prepare(calibration, model)` once before a search (calibration(batch_size,
+num_batches) yields held-out batches; `model` is the full backbone), then
+`scorer(model, removed, segment=..., kept=...)` -> float per candidate, where `model` is the
+candidate network itself (the shared backbone with the `removed` units bypassed) and `segment` /
+`kept` name the segment being searched and the units it keeps. `scorer.maximize` says which way
+is better.
 """

@@ -1,7 +1,7 @@
 """Base class of scorers that read calibration batches."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -21,7 +21,7 @@ class CalibrationScorer:
         self.num_batches, self.batch_size = num_batches, batch_size
         self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def prepare(self, calibration: CalibrationSource) -> None:
+    def prepare(self, calibration: CalibrationSource, model: nn.Module | None = None) -> None:
         """Fetch this scorer's batches once: `calibration(batch_size, num_batches)`."""
         batches = calibration(self.batch_size, self.num_batches)
         self.batches = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in batches]
@@ -30,5 +30,6 @@ class CalibrationScorer:
                 f"the scorer got no calibration batch of {self.batch_size} examples: lower scorer.batch_size"
             )
 
-    def __call__(self, model: nn.Module, removed: tuple[int, ...]) -> float:
+    def __call__(self, model: nn.Module, removed: tuple[int, ...], segment: Sequence[int] | None = None,
+                 kept: Sequence[int] | None = None) -> float:
         raise NotImplementedError

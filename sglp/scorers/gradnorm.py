@@ -1,11 +1,18 @@
-"""GradNorm, the SGLP paper's in-segment score for vision (Eq. 24)."""
+"""GradNorm, the SGLP paper's in-segment score for vision (Eqs. 24-25)."""
 from __future__ import annotations
+
+import copy
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sglp.scorers.base import CalibrationScorer
+from sglp.errors import InvalidArgument
+from sglp.scorers.base import CalibrationScorer, CalibrationSource
+from sglp.units import prunable_units, set_submodule, units_bypassed
+
+INITS = ("pretrained", "paper")
 
 
 def gradnorm(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
@@ -30,12 +37,57 @@ def gradnorm(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]])
     return sum(norms) / len(norms)
 
 
+def reinitialise(model: nn.Module, seed: int) -> nn.Module:
+    """Re-draw every parameter with its module's own `reset_parameters` (seeded); BN statistics reset."""
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+        if hasattr(m, "reset_running_stats"):
+            m.reset_running_stats()
+    return model
+
+
 class GradNormScorer(CalibrationScorer):
-    """GradNorm of the candidate; `maximize=True` is the paper's rule (Eq. 25: keep the largest)."""
+    """GradNorm of the candidate; `maximize=True` is the paper's rule (Eq. 25: keep the largest).
 
-    def __init__(self, num_batches: int = 1, batch_size: int = 64, maximize: bool = True) -> None:
+    `init="pretrained"` (default): the candidate is the pretrained network without the removed
+    units. `init="paper"`: the literal reading of the paper's Sec. 3.5, "we initialize the weights of
+    [the enumerated layers] and others with the weights of the pre-trained network and random
+    weights, respectively": the segment's kept units carry pretrained weights and every other
+    part of the network (other units, stem, head) a fixed seeded random initialisation.
+    """
+
+    def __init__(self, num_batches: int = 1, batch_size: int = 64, maximize: bool = True,
+                 init: str = "pretrained", init_seed: int = 0) -> None:
         super().__init__(num_batches, batch_size)
-        self.maximize = maximize
+        if init not in INITS:
+            raise InvalidArgument(f"scorer.init={init!r}: choose one of {INITS}")
+        self.maximize, self.init, self.init_seed = maximize, init, init_seed
+        self._twin: nn.Module | None = None
+        self._pretrained_units: list[nn.Module] = []
 
-    def __call__(self, model: nn.Module, removed: tuple[int, ...]) -> float:
-        return gradnorm(model, self.batches)
+    def prepare(self, calibration: CalibrationSource, model: nn.Module | None = None) -> None:
+        super().prepare(calibration, model)
+        if self.init == "paper":
+            if model is None:
+                raise InvalidArgument("scorer.init=paper needs the backbone in prepare(calibration, model)")
+            self._pretrained_units = [m for _, m in prunable_units(model)]
+            self._twin = reinitialise(copy.deepcopy(model), self.init_seed)
+
+    def __call__(self, model: nn.Module, removed: tuple[int, ...], segment: Sequence[int] | None = None,
+                 kept: Sequence[int] | None = None) -> float:
+        if self.init == "pretrained":
+            return gradnorm(model, self.batches)
+        if self._twin is None or kept is None:
+            raise InvalidArgument("scorer.init=paper needs prepare(calibration, model) and the segment's kept units")
+        names = [n for n, _ in prunable_units(self._twin)]
+        random_units = [self._twin.get_submodule(names[u]) for u in kept]
+        with units_bypassed(self._twin, removed) as candidate:
+            try:
+                for u in kept:
+                    set_submodule(candidate, names[u], self._pretrained_units[u])
+                return gradnorm(candidate, self.batches)
+            finally:
+                for u, m in zip(kept, random_units):
+                    set_submodule(candidate, names[u], m)

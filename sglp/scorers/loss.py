@@ -14,7 +14,7 @@ class LossScorer(CalibrationScorer):
     maximize = False
 
     @torch.no_grad()
-    def __call__(self, model: nn.Module, removed: tuple[int, ...]) -> float:
+    def __call__(self, model: nn.Module, removed: tuple[int, ...], segment=None, kept=None) -> float:
         was_training = model.training
         model.eval()
         try:

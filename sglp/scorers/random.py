@@ -15,8 +15,8 @@ class RandomScorer:
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def prepare(self, calibration: object) -> None:
+    def prepare(self, calibration: object, model: nn.Module | None = None) -> None:
         """Reads no data."""
 
-    def __call__(self, model: nn.Module, removed: tuple[int, ...]) -> float:
+    def __call__(self, model: nn.Module, removed: tuple[int, ...], segment=None, kept=None) -> float:
         return random.Random(f"{self.seed}:{sorted(removed)}").random()
