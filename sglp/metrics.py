@@ -7,6 +7,7 @@ the same for either since the factor is exactly 2 for conv/linear layers.
 from __future__ import annotations
 
 import os
+import statistics
 
 import torch
 from torch import nn
@@ -62,3 +63,26 @@ def measure_latency(
 def reduction_pct(dense: float, pruned: float) -> float:
     """Reduction relative to the dense network, in percent (as in the papers' tables)."""
     return 100.0 * (dense - pruned) / dense if dense else 0.0
+
+
+def ranks(values: list[float]) -> list[float]:
+    """Ranks from 1, ties sharing their average rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    r = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for t in range(i, j + 1):
+            r[order[t]] = (i + j) / 2 + 1
+        i = j + 1
+    return r
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = statistics.fmean(ra), statistics.fmean(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    var = (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
+    return cov / var if var else float("nan")

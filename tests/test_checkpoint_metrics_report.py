@@ -93,3 +93,20 @@ def test_parallel_appends_lose_no_rows(tmp_path):
     with open(table) as f:
         rows = list(csv.DictReader(f))
     assert sorted((int(r["worker"]), int(r["i"])) for r in rows) == [(w, i) for w in range(4) for i in range(20)]
+
+
+def test_spearman_matches_textbook_formula():
+    """Without ties, rho = 1 - 6 sum d^2 / (n (n^2 - 1))."""
+    import random
+
+    from sglp.metrics import ranks, spearman
+
+    rng = random.Random(0)
+    for n in (5, 9, 20):
+        a = rng.sample(range(100), n)
+        b = rng.sample(range(100), n)
+        ra, rb = ranks(a), ranks(b)
+        d2 = sum((x - y) ** 2 for x, y in zip(ra, rb))
+        assert spearman(a, b) == pytest.approx(1 - 6 * d2 / (n * (n * n - 1)))
+    assert ranks([3, 1, 2, 2]) == [4.0, 1.0, 2.5, 2.5]
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
