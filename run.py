@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import sys
 
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -52,6 +53,9 @@ def run(cfg: DictConfig) -> dict:
                                  resume=cfg.resume, logger=logger, config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
                                  command=command_line(), progress=cfg.progress)
         logger.finish(meta)
+        log_file = os.path.join(run_dir, f"{HydraConfig.get().job.name}.log")
+        if os.path.exists(log_file):  # the run's log lives beside the weights it made
+            shutil.copyfile(log_file, os.path.join(os.path.dirname(cfg.checkpoint), "pretrain.log"))
         if cfg.mode == "pretrain":
             return meta
 
