@@ -10,7 +10,8 @@ from pathlib import Path
 
 SUMMARY = [
     ("model / dataset", lambda r: f"{r['model']} / {r['dataset']}"),
-    ("method", lambda r: f"{r['method']} (k={r['k']}, scorer={r['scorer']}, CKA={r['cka_estimator']})"),
+    ("method", lambda r: f"{r['method']} (k={r['k']}, scorer={r['scorer']} "
+                         f"({'largest' if r.get('scorer_maximize') else 'smallest'} kept), CKA={r['cka_estimator']})"),
     ("units kept / total", lambda r: f"{r['units_kept']} / {r['units_total']}"),
     ("segments (unit indices, from 0)", lambda r: str(r["segments"])),
     ("removed units", lambda r: str(r["removed"])),
@@ -39,7 +40,10 @@ def render(row: dict, command: str | None = None) -> str:
     lines.append(f"| wall time per stage | {stages} |")
     lines.append(f"| git commit | {row['git_commit']} |")
     head = f"Made by `{command}`" if command else "Made by sglp"
-    return f"{head} (row: `{row['run_dir']}/row.json`).\n\n" + "\n".join(lines) + "\n"
+    run = Path(row["run_dir"])
+    run = run.relative_to(Path.cwd()) if run.is_relative_to(Path.cwd()) else run
+    return (f"{head}; run directory `{run}` (git-ignored; the same row is in `results/runs.csv`).\n\n"
+            + "\n".join(lines) + "\n")
 
 
 def main() -> None:
