@@ -36,7 +36,10 @@ def render(row: dict, command: str | None = None) -> str:
         b = key.removeprefix("latency_ms_dense_bs")
         lines.append(f"| CPU latency, batch {b} (ms, median) | {row[key]:.2f} -> {row[f'latency_ms_pruned_bs{b}']:.2f} "
                      f"({row[f'latency_reduction_pct_bs{b}']:.1f}% less) |")
-    stages = ", ".join(f"{k.removeprefix('seconds_')} {v:.0f}s" for k, v in row.items() if k.startswith("seconds_"))
+    stages = ", ".join(f"{k.removeprefix('seconds_')} {v:.0f}s" for k, v in row.items()
+                       if k.startswith("seconds_") and k != "seconds_total")
+    if "seconds_total" in row:
+        stages += f"; total {row['seconds_total'] / 60:.1f} min"
     lines.append(f"| wall time per stage | {stages} |")
     lines.append(f"| git commit | {row['git_commit']} |")
     head = f"Made by `{command}`" if command else "Made by sglp"

@@ -101,6 +101,7 @@ def run_pruning(net: nn.Module, data: ImageSplits, checkpoint: str | Path, simil
                 logger: NullLogger | None = None, identity: Mapping[str, Any] | None = None,
                 config: Mapping[str, Any] | None = None, tags: list[str] | None = None) -> dict[str, Any]:
     """Load the backbone, prune it with SGLP, fine-tune, measure, and report one result row."""
+    t_start = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     logger = logger or NullLogger()
@@ -176,7 +177,7 @@ def run_pruning(net: nn.Module, data: ImageSplits, checkpoint: str | Path, simil
         row.update({f"latency_ms_dense_bs{b}": d, f"latency_ms_pruned_bs{b}": p,
                     f"latency_reduction_pct_bs{b}": reduction_pct(d, p)})
     row.update({"search_space": result.search.search_space, "search_evaluated": result.search.evaluated,
-                "search_seconds": result.search.seconds, **timings,
+                "search_seconds": result.search.seconds, **timings, "seconds_total": time.perf_counter() - t_start,
                 "git_commit": git_commit(), "run_dir": str(run_dir)})
 
     if s.save_pruned_model:
