@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from sglp.activations import unit_output_hooks
 from sglp.models.resnet_cifar import resnet56
+from sglp.report import emit_report
 from sglp.scorers.gradnorm import GradNormScorer
 from sglp.search import SegmentSearch
 from sglp.segmentation import fisher_dp, segment_diameters, unit_representation
@@ -173,11 +174,7 @@ def main() -> None:
         rows.append(f"| {b} | {1000 * t_full:.0f} | {1 / per:.2f} | {1000 * per:.0f} | {per / t_full:.2f}x | "
                     f"{rss[0]:.0f} -> {rss[-1]:.0f} | {16430 * per / 3600:.2f} h |")
     lines += rows + ["", "The SGLP paper reports about 1 h for its 16,430-candidate ResNet-56 space on an A100.", ""]
-    text = "\n".join(lines)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    print(text)
+    emit_report("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

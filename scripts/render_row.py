@@ -8,6 +8,8 @@ import argparse
 import json
 from pathlib import Path
 
+from sglp.report import emit_report
+
 SUMMARY = [
     ("model / dataset", lambda r: f"{r['model']} / {r['dataset']}"),
     ("method", lambda r: f"{r['method']} (k={r['k']}, scorer={r['scorer']} "
@@ -55,11 +57,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write the Markdown here (default: print)")
     ap.add_argument("--command", help="the command that made the run, shown above the table")
     args = ap.parse_args()
-    text = render(json.loads(args.row.read_text()), args.command)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    print(text)
+    emit_report(render(json.loads(args.row.read_text()), args.command), args.out)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import torch
 from sglp.checkpoint import load_weights
 from sglp.data.fashion_mnist import load_fashion_mnist
 from sglp.models.resnet_cifar import resnet56
+from sglp.report import emit_report
 from sglp.search import SegmentSearch
 from sglp.segmentation import REPRESENTATIONS, fisher_segments
 from sglp.similarity import CKA
@@ -43,10 +44,7 @@ def main() -> None:
             alloc = search.plan(segs)
             bounds = ", ".join(f"{s[0]}-{s[-1]}" for s in segs)
             lines.append(f"| {rep} | {k} | {[len(s) for s in segs]} | {alloc} | {search.search_space(segs, alloc):,} | {bounds} |")
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    emit_report("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from sglp.checkpoint import load_weights
 from sglp.data.fashion_mnist import load_fashion_mnist
 from sglp.metrics import spearman
 from sglp.models.resnet_cifar import resnet56
+from sglp.report import emit_report
 from sglp.scorers.gradnorm import GradNormScorer
 from sglp.scorers.loss import LossScorer
 from sglp.scorers.random import RandomScorer
@@ -128,8 +129,7 @@ def main() -> None:
         f"Reference points: best candidate per seed {statistics.fmean(best_acc):.2f} %, mean candidate "
         f"{statistics.fmean(mean_acc):.2f} % (after fine-tuning).", "",
         f"Highest accuracy of the picked candidate: **{winner}**.", ""])
-    args.out.write_text(text)
-    print(text)
+    emit_report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -136,3 +136,11 @@ class WandbLogger(NullLogger):
                 self.run.summary[k] = _cell(v)
             self.run.finish()
             self.run = None
+
+
+def emit_report(text: str, out: str | Path | None = None) -> None:
+    """Print a rendered report and, if `out` is given, write it there (folders created)."""
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+    print(text)
