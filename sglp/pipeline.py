@@ -58,6 +58,9 @@ def sglp_prune(model: nn.Module, calibration, similarity, segmenter, search, sco
     t = time.perf_counter()
     segments = segmenter(sim)
     seconds["segmentation"] = time.perf_counter() - t
+    if getattr(segmenter, "loss_curve", None):
+        log.info("k=auto chose k=%d from the Fisher loss curve %s", len(segments),
+                 [round(v, 4) for v in segmenter.loss_curve])
     t = time.perf_counter()
     scorer.prepare(calibration, model)
     result = search(model, segments, scorer, progress=progress)

@@ -13,6 +13,8 @@ the earlier segment). Each segment then keeps its best-scoring candidate among:
 Budget: with `budget=N`, a segment with more than N candidates is searched on a seeded
 random sample of N of them, and a warning states the fraction explored.
 
+Explicit allocation: `per_segment=[m_1, ..., m_k]` fixes the kept count of each segment instead.
+
 Order: `independent` scores a segment's candidates with every other segment intact;
 `sequential` applies the decisions of earlier segments first.
 """
@@ -114,7 +116,7 @@ class SegmentSearch:
 
     def __init__(self, keep: int | None = 14, ratio: float | None = None, order: str = "independent",
                  budget: int | None = None, seed: int = 0, mode: str = "exhaustive",
-                 cap_at_allotted: bool = False) -> None:
+                 cap_at_allotted: bool = False, per_segment: list[int] | None = None) -> None:
         if order not in ORDERS:
             raise InvalidArgument(f"search.order={order!r}: choose one of {ORDERS}")
         if mode not in MODES:
@@ -123,6 +125,7 @@ class SegmentSearch:
             raise InvalidArgument(f"search.budget={budget} must be a positive number of candidates per segment, or null")
         self.keep, self.ratio, self.order, self.budget, self.seed = keep, ratio, order, budget, seed
         self.mode, self.cap_at_allotted = mode, cap_at_allotted
+        self.per_segment = list(per_segment) if per_segment is not None else None
 
     def candidate_sizes(self, n: int, m: int) -> list[int]:
         """Allowed kept-subset sizes in a segment of n units with m allotted."""
@@ -132,6 +135,8 @@ class SegmentSearch:
 
     def check(self, num_units: int, num_segments: int) -> None:
         """Raise InvalidArgument if the target cannot be met with `num_segments` segments."""
+        if self.per_segment is not None:
+            return  # checked against the actual segments in plan()
         keep = target_keep(num_units, self.keep, self.ratio)
         if keep < num_segments:
             raise InvalidArgument(
@@ -140,8 +145,14 @@ class SegmentSearch:
             )
 
     def plan(self, segments: list[list[int]]) -> list[int]:
-        """Units kept per segment."""
-        return allocate_keep([len(s) for s in segments], target_keep(sum(map(len, segments)), self.keep, self.ratio))
+        """Units kept per segment: `per_segment` when given, else the proportional allocation of the target."""
+        sizes = [len(s) for s in segments]
+        if self.per_segment is not None:
+            if len(self.per_segment) != len(sizes) or not all(1 <= m <= n for m, n in zip(self.per_segment, sizes)):
+                raise InvalidArgument(f"search.per_segment={self.per_segment} does not fit segments of sizes {sizes}: "
+                                      "give one count per segment, each between 1 and the segment's size")
+            return list(self.per_segment)
+        return allocate_keep(sizes, target_keep(sum(sizes), self.keep, self.ratio))
 
     def search_space(self, segments: list[list[int]], alloc: list[int]) -> int:
         """Number of candidates in the full per-segment space (e.g. sum_i C(n_i, m_i) when exhaustive)."""

@@ -158,3 +158,36 @@ class FisherSegmenter:
         else:
             self.chosen_k, self.loss_curve = int(self.k), None
         return fisher_segments(similarity, self.chosen_k, self.representation)
+
+
+def uniform_segments(num_units: int, k: int) -> list[list[int]]:
+    """k contiguous segments of near-equal size (earlier segments one larger when L % k != 0)."""
+    if not 1 <= k <= num_units:
+        raise InvalidArgument(f"k must be between 1 and the number of units ({num_units}), got {k}")
+    sizes = [num_units // k + (1 if i < num_units % k else 0) for i in range(k)]
+    bounds = [sum(sizes[:i]) for i in range(k + 1)]
+    return [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+@dataclass
+class UniformSegmenter:
+    """Ablation (SGLP Table 6): k equal-size segments, ignoring the similarity matrix.
+    k = 1 is "no segmentation" (one segment = the whole network)."""
+
+    k: int = 3
+    chosen_k: int | None = None
+    loss_curve: list[float] | None = None
+
+    @property
+    def min_segments(self) -> int:
+        return self.k
+
+    def check(self, num_units: int) -> None:
+        if not isinstance(self.k, int) or not 1 <= self.k <= num_units:
+            raise InvalidArgument(f"segmenter.k={self.k!r} is invalid for a model with {num_units} prunable units: "
+                                  f"use 1 <= k <= {num_units}")
+
+    def __call__(self, similarity: torch.Tensor) -> list[list[int]]:
+        self.check(similarity.shape[0])
+        self.chosen_k = self.k
+        return uniform_segments(similarity.shape[0], self.k)

@@ -157,3 +157,15 @@ def test_paper_mode_capped_at_allotted_sizes():
 def test_unknown_mode_is_a_clear_error():
     with pytest.raises(InvalidArgument, match="search.mode"):
         SegmentSearch(mode="greedy")
+
+
+def test_per_segment_allocation_is_used_and_checked():
+    segments = [[0, 1, 2], [3, 4, 5, 6], [7, 8]]
+    assert SegmentSearch(keep=None, per_segment=[1, 3, 2]).plan(segments) == [1, 3, 2]
+    result = SegmentSearch(keep=None, per_segment=[1, 3, 2])(resnet20(10, 1), segments,
+                                                            RecordingScorer([1.0] * 9), progress=False)
+    assert [len(c.kept) for c in result.choices] == [1, 3, 2]
+    with pytest.raises(InvalidArgument, match="per_segment"):
+        SegmentSearch(per_segment=[1, 5, 2]).plan(segments)
+    with pytest.raises(InvalidArgument, match="per_segment"):
+        SegmentSearch(per_segment=[1, 2]).plan(segments)

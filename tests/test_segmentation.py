@@ -135,3 +135,12 @@ def test_largest_relative_drop_of_textbook_curves():
     assert largest_relative_drop([10.0, 9.0, 1.0, 0.8, 0.7, 0.6]) == 3
     assert largest_relative_drop([5.0, 5.0, 5.0]) == 1
     assert largest_relative_drop([5.0]) == 1
+
+
+@pytest.mark.parametrize("n,k,sizes", [(27, 3, [9, 9, 9]), (27, 5, [6, 6, 5, 5, 5]), (10, 1, [10]), (4, 4, [1, 1, 1, 1])])
+def test_uniform_segments(n, k, sizes):
+    from sglp.segmentation import UniformSegmenter
+
+    segs = UniformSegmenter(k)(torch.zeros(n, n))
+    assert [len(s) for s in segs] == sizes
+    assert [u for s in segs for u in s] == list(range(n))

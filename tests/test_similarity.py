@@ -165,3 +165,17 @@ def test_rbf_cka_matches_kornblith_demo(threshold):
     got = cka_matrix([torch.from_numpy(x), torch.from_numpy(y)], "biased", "rbf", threshold)[0, 1].item()
     assert got == pytest.approx(expected, rel=1e-9)
     assert cka_matrix([torch.from_numpy(x)] * 2, "unbiased", "rbf", threshold)[0, 1].item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_same_data_in_several_batches_equals_one_batch(estimator):
+    """HSIC sums scale alike when a batch repeats, so the accumulated CKA equals the single-batch one."""
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(25, 30, generator=g, dtype=torch.float64)
+    y = x[:, :10] + torch.randn(25, 10, generator=g, dtype=torch.float64)
+    acc = CKAAccumulator(2, estimator)
+    for _ in range(3):
+        acc.add(0, x)
+        acc.add(1, y)
+        acc.end_batch()
+    assert acc.matrix()[0, 1].item() == pytest.approx(linear_cka(x, y, estimator), abs=1e-12)
