@@ -176,13 +176,9 @@ class SegmentSearch:
         scores: list[dict] = []
         decided: list[int] = []  # units removed by earlier segments (used in sequential order)
         for s, (segment, m, combos) in enumerate(zip(segments, alloc, candidates)):
-            if len(combos) == 1:
-                choices.append(SegmentChoice(segment, m, list(combos[0]), None, 1))
-                bar.update(1)
-                continue
             base = decided if self.order == "sequential" else []
-            best_kept, best_score = None, None
-            for kept in combos:
+            best_kept, best_score = list(combos[0]), None
+            for kept in combos if len(combos) > 1 else []:  # a single candidate needs no score
                 removed = tuple(sorted(base + [u for u in segment if u not in kept]))
                 with units_bypassed(model, removed):
                     score = float(scorer(model, removed, segment=segment, kept=kept))
@@ -192,8 +188,10 @@ class SegmentSearch:
                     best_kept, best_score = list(kept), score
                 bar.update(1)
                 bar.set_postfix(seg=f"{s + 1}/{len(segments)}", best=f"{best_score:.4g}")
-            choices.append(SegmentChoice(segment, m, best_kept, best_score, len(combos)))  # type: ignore[arg-type]
-            decided += [u for u in segment if u not in best_kept]  # type: ignore[operator]
+            if len(combos) == 1:
+                bar.update(1)
+            choices.append(SegmentChoice(segment, m, best_kept, best_score, len(combos)))
+            decided += [u for u in segment if u not in best_kept]
         bar.close()
         kept = sorted(u for c in choices for u in c.kept)
         removed = sorted(u for seg in segments for u in seg if u not in kept)

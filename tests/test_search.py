@@ -169,3 +169,12 @@ def test_per_segment_allocation_is_used_and_checked():
         SegmentSearch(per_segment=[1, 5, 2]).plan(segments)
     with pytest.raises(InvalidArgument, match="per_segment"):
         SegmentSearch(per_segment=[1, 2]).plan(segments)
+
+
+def test_budget_of_one_needs_no_scoring():
+    """budget=1 leaves one sampled candidate per segment: nothing to compare, so nothing is scored."""
+    segments = [[0, 1, 2, 3], [4, 5, 6, 7, 8]]
+    scorer = RecordingScorer([1.0] * 9)
+    result = SegmentSearch(keep=4, budget=1, order="sequential")(resnet20(10, 1), segments, scorer, progress=False)
+    assert scorer.seen == [] and result.evaluated == 2
+    assert result.choices[0].score is None and len(result.kept) == 4
