@@ -43,7 +43,7 @@ test-all: data  ## every test, including those marked slow
 	$(PY) -m pytest -q -m ""
 
 pretrain: data  ## re-create the committed ResNet-56 Fashion-MNIST backbone (~25 min on 2 CPU cores)
-	$(PY) run.py mode=pretrain experiment=pretrain
+	$(PY) run.py mode=pretrain experiment=pretrain overwrite=true
 
 clean:  ## remove run outputs (keeps .venv, checkpoints and results)
 	rm -rf outputs multirun .pytest_cache

@@ -30,6 +30,9 @@ def slug(text: str, max_len: int = 100) -> str:
 OmegaConf.register_new_resolver("slug", slug, replace=True)
 
 
+MODES = ("prune", "pretrain")
+
+
 def command_line() -> str:
     return "python run.py " + " ".join(HydraConfig.get().overrides.task)
 
@@ -37,8 +40,11 @@ def command_line() -> str:
 def run(cfg: DictConfig) -> dict:
     import torch
 
+    from sglp.errors import InvalidArgument
     from sglp.pretrain import pretrain_backbone
 
+    if cfg.mode not in MODES:
+        raise InvalidArgument(f"mode={cfg.mode!r}: choose one of {MODES}")
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     run_dir = HydraConfig.get().runtime.output_dir
     data = instantiate(cfg.dataset.splits)
@@ -50,8 +56,9 @@ def run(cfg: DictConfig) -> dict:
     if cfg.mode == "pretrain" or (cfg.pretrain_if_missing and not os.path.exists(cfg.checkpoint)):
         logger.start(f"pretrain-{cfg.model.name}-{cfg.dataset.name}", resolved, run_dir, tags)
         meta = pretrain_backbone(net, data, instantiate(cfg.pretrain), cfg.checkpoint, seed=cfg.seed,
-                                 resume=cfg.resume, logger=logger, config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
-                                 command=command_line(), progress=cfg.progress)
+                                 resume=cfg.resume, overwrite=cfg.overwrite, logger=logger,
+                                 config_yaml=OmegaConf.to_yaml(cfg, resolve=True), command=command_line(),
+                                 progress=cfg.progress)
         logger.finish(meta)
         log_file = os.path.join(run_dir, f"{HydraConfig.get().job.name}.log")
         if os.path.exists(log_file):  # the run's log lives beside the weights it made
@@ -63,8 +70,8 @@ def run(cfg: DictConfig) -> dict:
 
     settings = PruneSettings(
         calib_batch_size=cfg.calibration.batch_size, calib_batches=cfg.calibration.num_batches,
-        eval_batch_size=cfg.eval_batch_size, eval_max_batches=cfg.eval_max_batches, latency_batch_sizes=list(cfg.latency.batch_sizes),
-        latency_threads=cfg.latency.threads, latency_min_run_time=cfg.latency.min_run_time,
+        eval_batch_size=cfg.eval_batch_size, eval_max_batches=cfg.eval_max_batches,
+        latency_batch_sizes=list(cfg.latency.batch_sizes), latency_threads=cfg.latency.threads, latency_min_run_time=cfg.latency.min_run_time,
         save_pruned_model=cfg.save_pruned_model, seed=cfg.seed, progress=cfg.progress,
     )
     row = run_pruning(

@@ -11,6 +11,7 @@ from torch import nn
 
 from sglp.checkpoint import save_checkpoint
 from sglp.data.batches import ImageSplits
+from sglp.errors import InvalidArgument
 from sglp.report import NullLogger, git_commit
 from sglp.training import SGDConfig, evaluate, train
 
@@ -24,6 +25,7 @@ def pretrain_backbone(
     checkpoint: str | Path,
     seed: int = 0,
     resume: bool = True,
+    overwrite: bool = False,
     logger: NullLogger | None = None,
     config_yaml: str | None = None,
     command: str | None = None,
@@ -33,6 +35,11 @@ def pretrain_backbone(
     log (train_log.csv) and the resolved config (config.yaml). The resumable training state
     (train_state.pt) sits there while training runs and is removed when it ends."""
     checkpoint = Path(checkpoint)
+    if checkpoint.exists() and not overwrite:
+        raise InvalidArgument(
+            f"{checkpoint} already exists: pretraining would replace it. Pass overwrite=true to re-create it, "
+            "or choose another path with checkpoint=<path>."
+        )
     out_dir = checkpoint.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     if config_yaml:

@@ -97,6 +97,15 @@ def test_missing_data_is_one_clear_message(tmp_path):
     assert res.returncode == 2 and "Fashion-MNIST not found" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_pretrain_refuses_to_overwrite_and_unknown_mode(tmp_path, tiny_checkpoint):
+    before = tiny_checkpoint.read_bytes()
+    res = run(tmp_path, "mode=pretrain", "model=resnet20", f"checkpoint={tiny_checkpoint}", "logger=none")
+    assert res.returncode == 2 and "overwrite=true" in res.stderr and "Traceback" not in res.stderr
+    assert tiny_checkpoint.read_bytes() == before
+    res = run(tmp_path, "mode=prnue", "logger=none")
+    assert res.returncode == 2 and "mode='prnue'" in res.stderr
+
+
 def test_unknown_option_is_hydras_message(tmp_path):
     res = run(tmp_path, "model=resnet999")
     assert res.returncode != 0 and "resnet999" in res.stderr and "Traceback" not in res.stderr
