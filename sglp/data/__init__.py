@@ -1,0 +1,1 @@
+"""Datasets: each loader returns splits that serve train / calibration / test batches."""

@@ -1,0 +1,120 @@
+"""In-memory image datasets served as seeded mini-batches with batched augmentation.
+
+Small datasets (Fashion-MNIST, CIFAR) fit in memory as uint8; augmenting whole batches
+with tensor ops is much faster on a CPU than per-sample PIL transforms.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+
+def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Per-sample random crop (zero padding `pad`) and horizontal flip of a (B, C, H, W) batch."""
+    b, c, h, w = x.shape
+    if pad:
+        padded = F.pad(x, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+        dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+        rows = (dy[:, None] + torch.arange(h)[None])[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w)[None])[:, None, None, :]
+        x = padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    if flip:
+        mask = torch.rand(b, generator=generator) < 0.5
+        x = torch.where(mask[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+@dataclass
+class Batches:
+    """An iterable of normalised (x, y) batches over uint8 images (N, C, H, W) and labels (N,).
+
+    Order and augmentation depend only on (seed, epoch), so a resumed run sees the same
+    data as an uninterrupted one.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    batch_size: int
+    shuffle: bool = False
+    augment: bool = False
+    crop_pad: int = 0
+    flip: bool = False
+    seed: int = 0
+    epoch: int = 0
+    max_batches: int | None = None
+    drop_last: bool = False
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        full = n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return min(full, self.max_batches) if self.max_batches is not None else full
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        n = len(self.labels)
+        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            x = self.images[idx].float().div_(255.0)
+            if self.augment:
+                x = random_crop_flip(x, self.crop_pad, self.flip, g)
+            yield (x - mean) / std, self.labels[idx]
+
+
+@dataclass
+class ImageSplits:
+    """Train / calibration / test splits of an in-memory image dataset.
+
+    The calibration split is carved from the training files with a fixed seed and never
+    used for training; CKA and the search scorers read it, never the test set.
+    """
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    calib_images: torch.Tensor
+    calib_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_pad: int = 0
+    flip: bool = False
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
+
+    def _batches(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, **kw) -> Batches:
+        return Batches(images, labels, self.mean, self.std, batch_size, crop_pad=self.crop_pad, flip=self.flip, **kw)
+
+    def train_batches(self, batch_size: int, seed: int = 0, epoch: int = 0, max_batches: int | None = None) -> Batches:
+        return self._batches(self.train_images, self.train_labels, batch_size, shuffle=True, augment=True,
+                             seed=seed, epoch=epoch, max_batches=max_batches, drop_last=True)
+
+    def calib_batches(self, batch_size: int, max_batches: int | None = None, seed: int = 0) -> Batches:
+        """Calibration batches: no augmentation, a seeded shuffle so each batch mixes classes."""
+        return self._batches(self.calib_images, self.calib_labels, batch_size, shuffle=True, seed=seed,
+                             max_batches=max_batches, drop_last=True)
+
+    def test_batches(self, batch_size: int = 500, max_batches: int | None = None) -> Batches:
+        return self._batches(self.test_images, self.test_labels, batch_size, max_batches=max_batches)
+
+
+def split_calibration(images: torch.Tensor, labels: torch.Tensor, calib_size: int, seed: int = 1234):
+    """Split (images, labels) into (train, calib) with a fixed seeded permutation."""
+    if not 0 < calib_size < len(labels):
+        raise ValueError(f"calib_size must be in 1..{len(labels) - 1}, got {calib_size}")
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    calib, train = perm[:calib_size], perm[calib_size:]
+    return images[train], labels[train], images[calib], labels[calib]

@@ -1,0 +1,101 @@
+"""Fashion-MNIST (Xiao et al., 2017) from its gzipped IDX files.
+
+Looked for in this order: the configured `data_dir` (flat, or torchvision's
+`FashionMNIST/raw/` layout), Debian's `dataset-fashion-mnist` package
+(`/usr/share/datasets/fashion-mnist`), then torchvision's download into `data_dir`.
+"""
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sglp.data.batches import ImageSplits, split_calibration
+from sglp.errors import DataNotFoundError
+
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+MEAN, STD = (0.2860,), (0.3530,)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): big-endian header, then the raw array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise DataNotFoundError(f"{path} is not an IDX file (bad magic number); delete it and fetch the data again")
+    dtype = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[data[2]]
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    arr = np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(shape)):
+        raise DataNotFoundError(f"{path} is truncated ({arr.size} values, header says {shape}); fetch it again")
+    return arr.reshape(shape)
+
+
+def _find_file(stem: str, dirs: list[Path]) -> Path | None:
+    for d in dirs:
+        for name in (stem + ".gz", stem):
+            if (d / name).is_file():
+                return d / name
+    return None
+
+
+def find_fashion_mnist(data_dir: str | Path | None, download: bool = True, search_system: bool = True) -> dict[str, Path]:
+    """Paths of the four IDX files, or a DataNotFoundError saying how to get them."""
+    dirs = []
+    if data_dir:
+        d = Path(data_dir).expanduser()
+        dirs += [d, d / "fashion-mnist", d / "FashionMNIST" / "raw"]
+    if search_system:
+        dirs.append(DEBIAN_DIR)
+    found = {k: _find_file(v, dirs) for k, v in FILES.items()}
+    if all(found.values()):
+        return found  # type: ignore[return-value]
+    if download and data_dir:
+        try:
+            from torchvision.datasets import FashionMNIST
+
+            FashionMNIST(str(Path(data_dir).expanduser()), train=True, download=True)
+            FashionMNIST(str(Path(data_dir).expanduser()), train=False, download=True)
+            found = {k: _find_file(v, dirs) for k, v in FILES.items()}
+            if all(found.values()):
+                return found  # type: ignore[return-value]
+        except Exception:  # noqa: BLE001 - any download failure ends in the message below
+            pass
+    raise DataNotFoundError(
+        "Fashion-MNIST not found. Looked in: " + ", ".join(str(d) for d in dirs) + ". Fix: on Debian/Ubuntu run "
+        "`sudo apt-get install dataset-fashion-mnist` (or `make data`), or put the four *-ubyte(.gz) IDX files "
+        "in dataset.data_dir, or allow torchvision to download them (internet access)."
+    )
+
+
+def load_fashion_mnist(
+    data_dir: str | None = "data", calib_size: int = 5000, split_seed: int = 1234, download: bool = True,
+    search_system: bool = True,
+) -> ImageSplits:
+    """Fashion-MNIST as in-memory splits: 60k train files -> (60k - calib_size) train + calib; 10k test.
+
+    `search_system=False` skips Debian's system location; `download=False` skips torchvision's download.
+    """
+    paths = find_fashion_mnist(data_dir, download, search_system)
+    arrays = {k: read_idx(p) for k, p in paths.items()}
+    images = torch.from_numpy(arrays["train_images"].copy()).unsqueeze(1)
+    labels = torch.from_numpy(arrays["train_labels"].astype(np.int64))
+    tr_x, tr_y, ca_x, ca_y = split_calibration(images, labels, calib_size, split_seed)
+    return ImageSplits(
+        name="fashion_mnist",
+        train_images=tr_x, train_labels=tr_y, calib_images=ca_x, calib_labels=ca_y,
+        test_images=torch.from_numpy(arrays["test_images"].copy()).unsqueeze(1),
+        test_labels=torch.from_numpy(arrays["test_labels"].astype(np.int64)),
+        num_classes=10, mean=MEAN, std=STD, crop_pad=2, flip=True,
+    )
