@@ -193,6 +193,8 @@ class SegmentSearch:
             choices.append(SegmentChoice(segment, m, best_kept, best_score, len(combos)))
             decided += [u for u in segment if u not in best_kept]
         bar.close()
+        if hasattr(scorer, "release"):
+            scorer.release()
         kept = sorted(u for c in choices for u in c.kept)
         removed = sorted(u for seg in segments for u in seg if u not in kept)
         return SearchResult(kept, removed, choices, space, time.perf_counter() - t0, scores, evaluated)

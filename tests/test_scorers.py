@@ -111,3 +111,33 @@ def test_paper_init_gradnorm_equals_explicit_network():
     # the twin and the backbone are restored
     assert len([m for m in scorer._twin.blocks if m.__class__.__name__ == "BasicBlock"]) == 9
     assert scorer._twin.blocks[3] is not model.blocks[3]
+
+
+@pytest.mark.parametrize("scorer_cls", [GradNormScorer, LossScorer])
+@pytest.mark.parametrize("order", ["independent", "sequential"])
+def test_prefix_reuse_gives_the_same_search(scorer_cls, order):
+    """Caching the shared prefix (with its graph for GradNorm) changes no score of any candidate."""
+    from sglp.search import SegmentSearch
+
+    torch.manual_seed(4)
+    model = resnet20(10, 1)
+    data = batches(2, 6)
+    results = []
+    for reuse in (True, False):
+        scorer = scorer_cls(num_batches=2, batch_size=6, reuse_prefix=reuse)
+        scorer.prepare(lambda b, n: data, model)
+        results.append(SegmentSearch(keep=5, order=order)(model, [[0, 1, 2], [3, 4, 5], [6, 7, 8]], scorer,
+                                                            progress=False))
+    with_reuse, without = results
+    assert with_reuse.kept == without.kept
+    for a, b in zip(with_reuse.scores, without.scores):
+        assert a["removed"] == b["removed"] and a["score"] == pytest.approx(b["score"], rel=1e-5)
+
+
+def test_split_forward_matches_forward():
+    model = resnet20(10, 1).eval()
+    x = torch.randn(3, 1, 12, 12)
+    with torch.no_grad(), units_bypassed(model, [1, 4]):
+        full = model(x)
+        for u in (0, 3, 5, 8):
+            assert torch.allclose(model.forward_from(u, model.features_before(u, x)), full, atol=1e-6)

@@ -102,6 +102,20 @@ class CifarResNet(nn.Module):
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
         return self.fc(x)
 
+    def features_before(self, unit: int, x: torch.Tensor) -> torch.Tensor:
+        """The input of unit `unit` (stem, then blocks 0..unit-1). Indices follow `self.blocks`' slots,
+        which match the unit indices on the full model and on its bypass views (not after surgery)."""
+        x = F.relu(self.bn1(self.conv1(x)))
+        for block in self.blocks[:unit]:
+            x = block(x)
+        return x
+
+    def forward_from(self, unit: int, h: torch.Tensor) -> torch.Tensor:
+        """Logits from the input `h` of unit `unit` onwards; forward(x) == forward_from(u, features_before(u, x))."""
+        for block in self.blocks[unit:]:
+            h = block(h)
+        return self.fc(F.adaptive_avg_pool2d(h, 1).flatten(1))
+
     def prunable_units(self) -> list[tuple[str, nn.Module]]:
         """Residual blocks in forward order: unit i is `blocks.{i}`."""
         return [(f"blocks.{i}", b) for i, b in enumerate(self.blocks) if isinstance(b, BasicBlock)]

@@ -17,9 +17,11 @@ class CalibrationScorer:
 
     maximize: bool = True
 
-    def __init__(self, num_batches: int = 1, batch_size: int = 64) -> None:
-        self.num_batches, self.batch_size = num_batches, batch_size
+    def __init__(self, num_batches: int = 1, batch_size: int = 64, reuse_prefix: bool = True) -> None:
+        self.num_batches, self.batch_size, self.reuse_prefix = num_batches, batch_size, reuse_prefix
         self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._prefix_key: tuple | None = None
+        self._prefix: list[torch.Tensor] = []
 
     def prepare(self, calibration: CalibrationSource, model: nn.Module | None = None) -> None:
         """Fetch this scorer's batches once: `calibration(batch_size, num_batches)`."""
@@ -29,6 +31,31 @@ class CalibrationScorer:
             raise InvalidArgument(
                 f"the scorer got no calibration batch of {self.batch_size} examples: lower scorer.batch_size"
             )
+
+    def logits(self, model: nn.Module, removed: tuple[int, ...], segment: Sequence[int] | None,
+               grad: bool) -> list[torch.Tensor]:
+        """The candidate's logits on every batch, reusing the shared prefix where that is legal.
+
+        All candidates of a segment share the network before the segment's first unit, as long as
+        the units removed before it are the same (always in independent order). When the model can
+        split its forward (`features_before` / `forward_from`), that prefix runs once per segment:
+        its outputs are cached (with their graph when `grad`, so gradients still reach the prefix's
+        parameters: backward through it must then use `retain_graph=True`).
+        """
+        if not (self.reuse_prefix and segment and hasattr(model, "forward_from") and hasattr(model, "features_before")):
+            return [model(x) for x, _ in self.batches]
+        start = min(segment)
+        key = (id(model), start, tuple(u for u in removed if u < start), grad)
+        if key != self._prefix_key:
+            self._prefix = []  # free the previous segment's prefix (and its graph) first
+            with torch.set_grad_enabled(grad):
+                self._prefix = [model.features_before(start, x) for x, _ in self.batches]
+            self._prefix_key = key
+        return [model.forward_from(start, h) for h in self._prefix]
+
+    def release(self) -> None:
+        """Drop the cached prefix (called when a search ends)."""
+        self._prefix_key, self._prefix = None, []
 
     def __call__(self, model: nn.Module, removed: tuple[int, ...], segment: Sequence[int] | None = None,
                  kept: Sequence[int] | None = None) -> float:

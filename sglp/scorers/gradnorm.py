@@ -15,22 +15,26 @@ from sglp.units import prunable_units, set_submodule, units_bypassed
 INITS = ("pretrained", "paper")
 
 
-def gradnorm(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+def gradnorm(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
+             logits: list[torch.Tensor] | None = None) -> float:
     """Mean over batches of the global L2 norm of the gradient of the mean cross-entropy with
     respect to *all* trainable parameters of `model`:  mean_b || d CE_b / d theta ||_2.
 
     This is the paper's Eq. 24 (one norm over every parameter), not the zero-cost-NAS variant
     that sums per-layer norms of conv/linear weights. BatchNorm runs in eval mode (running
     statistics), so scoring never changes the shared backbone. `.grad` is left untouched.
+    `logits` (one tensor per batch, computed from `model` in eval mode with a graph) may be given
+    to reuse a shared prefix; otherwise they are computed here.
     """
     was_training = model.training
     model.eval()
     params = [p for p in model.parameters() if p.requires_grad]
     norms = []
     try:
-        for x, y in batches:
-            loss = F.cross_entropy(model(x), y)
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
+        outs = logits if logits is not None else [model(x) for x, _ in batches]
+        for out, (_, y) in zip(outs, batches):
+            loss = F.cross_entropy(out, y)
+            grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=logits is not None)
             norms.append(torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None)).item())
     finally:
         model.train(was_training)
@@ -59,8 +63,8 @@ class GradNormScorer(CalibrationScorer):
     """
 
     def __init__(self, num_batches: int = 1, batch_size: int = 64, maximize: bool = True,
-                 init: str = "pretrained", init_seed: int = 0) -> None:
-        super().__init__(num_batches, batch_size)
+                 init: str = "pretrained", init_seed: int = 0, reuse_prefix: bool = True) -> None:
+        super().__init__(num_batches, batch_size, reuse_prefix)
         if init not in INITS:
             raise InvalidArgument(f"scorer.init={init!r}: choose one of {INITS}")
         self.maximize, self.init, self.init_seed = maximize, init, init_seed
@@ -78,7 +82,12 @@ class GradNormScorer(CalibrationScorer):
     def __call__(self, model: nn.Module, removed: tuple[int, ...], segment: Sequence[int] | None = None,
                  kept: Sequence[int] | None = None) -> float:
         if self.init == "pretrained":
-            return gradnorm(model, self.batches)
+            was_training = model.training
+            model.eval()  # the prefix is cached in eval mode too
+            try:
+                return gradnorm(model, self.batches, self.logits(model, removed, segment, grad=True))
+            finally:
+                model.train(was_training)
         if self._twin is None or kept is None:
             raise InvalidArgument("scorer.init=paper needs prepare(calibration, model) and the segment's kept units")
         names = [n for n, _ in prunable_units(self._twin)]

@@ -18,7 +18,8 @@ class LossScorer(CalibrationScorer):
         was_training = model.training
         model.eval()
         try:
-            total = sum(F.cross_entropy(model(x), y, reduction="sum").item() for x, y in self.batches)
+            outs = self.logits(model, removed, segment, grad=False)
+            total = sum(F.cross_entropy(out, y, reduction="sum").item() for out, (_, y) in zip(outs, self.batches))
         finally:
             model.train(was_training)
         return total / sum(len(y) for _, y in self.batches)
