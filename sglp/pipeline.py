@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -28,6 +29,16 @@ from sglp.training import SGDConfig, evaluate, to_memory_format, train
 from sglp.units import prunable_units
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def timed(seconds: dict[str, float], name: str) -> Iterator[None]:
+    """Record the wall time of the enclosed stage as seconds[name]."""
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[name] = time.perf_counter() - t
 
 
 @dataclass
@@ -51,23 +62,19 @@ def sglp_prune(model: nn.Module, calibration, similarity, segmenter, search, sco
                progress: bool = True) -> PruneResult:
     """SGLP on a trained `model`: CKA of unit outputs on `cka_batches` -> `segmenter` -> per-segment
     `search` scored by `scorer` (calibration(batch_size, num_batches) feeds it) -> real removal."""
-    seconds = {}
-    t = time.perf_counter()
-    sim = similarity(model, cka_batches, progress=progress)
-    seconds["similarity"] = time.perf_counter() - t
-    t = time.perf_counter()
-    segments = segmenter(sim)
-    seconds["segmentation"] = time.perf_counter() - t
+    seconds: dict[str, float] = {}
+    with timed(seconds, "similarity"):
+        sim = similarity(model, cka_batches, progress=progress)
+    with timed(seconds, "segmentation"):
+        segments = segmenter(sim)
     if getattr(segmenter, "loss_curve", None):
         log.info("k=auto chose k=%d from the Fisher loss curve %s", len(segments),
                  [round(v, 4) for v in segmenter.loss_curve])
-    t = time.perf_counter()
-    scorer.prepare(calibration, model)
-    result = search(model, segments, scorer, progress=progress)
-    seconds["search"] = time.perf_counter() - t
-    t = time.perf_counter()
-    pruned = remove_layers(model, result.removed)
-    seconds["surgery"] = time.perf_counter() - t
+    with timed(seconds, "search"):
+        scorer.prepare(calibration, model)
+        result = search(model, segments, scorer, progress=progress)
+    with timed(seconds, "surgery"):
+        pruned = remove_layers(model, result.removed)
     return PruneResult(sim, segments, result, pruned, seconds)
 
 
@@ -125,9 +132,8 @@ def run_pruning(net: nn.Module, data: ImageSplits, checkpoint: str | Path, simil
     def test_acc(model: nn.Module, desc: str) -> float:
         return evaluate(model, data.test_batches(s.eval_batch_size, s.eval_max_batches), desc, s.progress)["acc"]
 
-    t = time.perf_counter()
-    dense_acc = test_acc(net, "eval dense")
-    timings["seconds_eval_dense"] = time.perf_counter() - t
+    with timed(timings, "seconds_eval_dense"):
+        dense_acc = test_acc(net, "eval dense")
     log.info("dense test accuracy %.2f%% (%d prunable units)", dense_acc, units_total)
 
     def calibration(batch_size: int, num_batches: int) -> list:
@@ -143,28 +149,25 @@ def run_pruning(net: nn.Module, data: ImageSplits, checkpoint: str | Path, simil
     logger.log_image("cka_segments", heatmap)
 
     pruned = result.pruned
-    t = time.perf_counter()
-    acc_before = test_acc(pruned, "eval pruned")
-    timings["seconds_eval_pruned"] = time.perf_counter() - t
-    t = time.perf_counter()
-    if finetune.epochs > 0:
-        train(pruned, data, finetune, seed=s.seed, desc="finetune", progress=s.progress,
-              on_epoch=lambda r: logger.log({f"finetune/{k}": v for k, v in r.items()}))
-        acc_after = test_acc(pruned, "eval finetuned")
-    else:
+    with timed(timings, "seconds_eval_pruned"):
+        acc_before = test_acc(pruned, "eval pruned")
+    with timed(timings, "seconds_finetune"):
         acc_after = acc_before
-    timings["seconds_finetune"] = time.perf_counter() - t
+        if finetune.epochs > 0:
+            train(pruned, data, finetune, seed=s.seed, desc="finetune", progress=s.progress,
+                  on_epoch=lambda r: logger.log({f"finetune/{k}": v for k, v in r.items()}))
+            acc_after = test_acc(pruned, "eval finetuned")
 
-    t = time.perf_counter()
-    cost_dense, cost_pruned = _cost(net, data.input_shape, s), _cost(pruned, data.input_shape, s)
-    timings["seconds_cost"] = time.perf_counter() - t
+    with timed(timings, "seconds_cost"):
+        cost_dense, cost_pruned = _cost(net, data.input_shape, s), _cost(pruned, data.input_shape, s)
 
     row: dict[str, Any] = dict(identity or {})
     row.update({
         "scorer": type(scorer).__name__, "scorer_maximize": getattr(scorer, "maximize", None),
         "cka_estimator": getattr(similarity, "estimator", None),
         "k": len(result.segments), "k_requested": getattr(segmenter, "k", None),
-        "fisher_loss_curve": getattr(segmenter, "loss_curve", None), "segments": result.segments, "kept": result.kept, "removed": result.removed,
+        "fisher_loss_curve": getattr(segmenter, "loss_curve", None), "segments": result.segments,
+        "kept": result.kept, "removed": result.removed,
         "units_total": units_total, "units_kept": len(result.kept),
         "dense_acc": dense_acc, "pruned_acc_before_ft": acc_before, "pruned_acc": acc_after,
         "finetune_epochs": finetune.epochs, "finetune_max_steps_per_epoch": finetune.max_steps_per_epoch,

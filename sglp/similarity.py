@@ -67,21 +67,22 @@ def u_centre_gram(k: torch.Tensor) -> torch.Tensor:
     return u
 
 
+def check_options(estimator: str, kernel: str) -> None:
+    if estimator not in ESTIMATORS:
+        raise InvalidArgument(f"unknown CKA estimator {estimator!r}: choose one of {ESTIMATORS}")
+    if kernel not in KERNELS:
+        raise InvalidArgument(f"unknown CKA kernel {kernel!r}: choose one of {KERNELS}")
+
+
 def transformed_gram(x: torch.Tensor, estimator: str = "unbiased", kernel: str = "linear",
                      sigma_frac: float = 0.5) -> tuple[torch.Tensor, float]:
     """(flattened transformed Gram of x, normaliser) such that HSIC(x, y) = <T(x), T(y)> / normaliser."""
+    check_options(estimator, kernel)
     n = x.shape[0]
-    if kernel == "linear":
-        k = gram_linear(x)
-    elif kernel == "rbf":
-        k = gram_rbf(x, sigma_frac)
-    else:
-        raise InvalidArgument(f"unknown CKA kernel {kernel!r}: choose one of {KERNELS}")
+    k = gram_linear(x) if kernel == "linear" else gram_rbf(x, sigma_frac)
     if estimator == "biased":
         return centre_gram(k).reshape(-1), float((n - 1) ** 2)
-    if estimator == "unbiased":
-        return u_centre_gram(k).reshape(-1), float(n * (n - 3))
-    raise InvalidArgument(f"unknown CKA estimator {estimator!r}: choose one of {ESTIMATORS}")
+    return u_centre_gram(k).reshape(-1), float(n * (n - 3))
 
 
 def _cka_from_hsic(hsic: torch.Tensor) -> torch.Tensor:
@@ -122,13 +123,6 @@ class CKAAccumulator:
         if not self.batches:
             raise RuntimeError("no batch was added")
         return _cka_from_hsic(self.hsic)
-
-
-def check_options(estimator: str, kernel: str) -> None:
-    if estimator not in ESTIMATORS:
-        raise InvalidArgument(f"unknown CKA estimator {estimator!r}: choose one of {ESTIMATORS}")
-    if kernel not in KERNELS:
-        raise InvalidArgument(f"unknown CKA kernel {kernel!r}: choose one of {KERNELS}")
 
 
 def cka_matrix(features: Sequence[torch.Tensor], estimator: str = "unbiased", kernel: str = "linear",
