@@ -9,7 +9,7 @@ export WANDB_SILENT ?= true
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install data demo test test-all pretrain clean
+.PHONY: help install data demo test test-all lint pretrain clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,11 +36,15 @@ data: $(STAMP)  ## make sure Fashion-MNIST is available (Debian package when roo
 demo: data  ## SGLP end to end on ResNet-56 / Fashion-MNIST (offline, ~6 min on 2 CPU cores)
 	$(PY) run.py experiment=demo
 
-test: data  ## the test suite (slow tests excluded)
+test: data lint  ## lint, then the test suite (slow tests excluded)
 	$(PY) -m pytest -q
 
 test-all: data  ## every test, including those marked slow
 	$(PY) -m pytest -q -m ""
+
+lint: $(STAMP)  ## ruff: lint rules and formatting check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 pretrain: data  ## re-create the committed ResNet-56 Fashion-MNIST backbone (~25 min on 2 CPU cores)
 	$(PY) run.py mode=pretrain experiment=pretrain overwrite=true

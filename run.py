@@ -3,6 +3,7 @@
 Translates the composed config into library calls; no algorithm lives here.
 `python run.py --help` lists the config groups; `python run.py --cfg job` prints the config.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,10 +56,19 @@ def run(cfg: DictConfig) -> dict:
 
     if cfg.mode == "pretrain" or (cfg.pretrain_if_missing and not os.path.exists(cfg.checkpoint)):
         logger.start(f"pretrain-{cfg.model.name}-{cfg.dataset.name}", resolved, run_dir, tags)
-        meta = pretrain_backbone(net, data, instantiate(cfg.pretrain), cfg.checkpoint, seed=cfg.seed,
-                                 resume=cfg.resume, overwrite=cfg.overwrite, logger=logger,
-                                 config_yaml=OmegaConf.to_yaml(cfg, resolve=True), command=command_line(),
-                                 progress=cfg.progress)
+        meta = pretrain_backbone(
+            net,
+            data,
+            instantiate(cfg.pretrain),
+            cfg.checkpoint,
+            seed=cfg.seed,
+            resume=cfg.resume,
+            overwrite=cfg.overwrite,
+            logger=logger,
+            config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+            command=command_line(),
+            progress=cfg.progress,
+        )
         logger.finish(meta)
         log_file = os.path.join(run_dir, f"{HydraConfig.get().job.name}.log")
         if os.path.exists(log_file):  # the run's log lives beside the weights it made
@@ -69,18 +79,39 @@ def run(cfg: DictConfig) -> dict:
     from sglp.pipeline import PruneSettings, run_pruning
 
     settings = PruneSettings(
-        calib_batch_size=cfg.calibration.batch_size, calib_batches=cfg.calibration.num_batches,
-        eval_batch_size=cfg.eval_batch_size, eval_max_batches=cfg.eval_max_batches,
-        latency_batch_sizes=list(cfg.latency.batch_sizes), latency_threads=cfg.latency.threads, latency_min_run_time=cfg.latency.min_run_time,
-        save_pruned_model=cfg.save_pruned_model, seed=cfg.seed, progress=cfg.progress,
+        calib_batch_size=cfg.calibration.batch_size,
+        calib_batches=cfg.calibration.num_batches,
+        eval_batch_size=cfg.eval_batch_size,
+        eval_max_batches=cfg.eval_max_batches,
+        latency_batch_sizes=list(cfg.latency.batch_sizes),
+        latency_threads=cfg.latency.threads,
+        latency_min_run_time=cfg.latency.min_run_time,
+        save_pruned_model=cfg.save_pruned_model,
+        seed=cfg.seed,
+        progress=cfg.progress,
     )
     row = run_pruning(
-        net=net, data=data, checkpoint=cfg.checkpoint, similarity=instantiate(cfg.similarity),
-        segmenter=instantiate(cfg.segmenter), search=instantiate(cfg.search), scorer=instantiate(cfg.scorer),
-        finetune=instantiate(cfg.finetune), settings=settings, run_dir=run_dir, results_table=cfg.results_table,
-        logger=logger, identity={"experiment": cfg.experiment, "method": cfg.get("method", "sglp"),
-                                 "model": cfg.model.name, "dataset": cfg.dataset.name, "seed": cfg.seed},
-        config=resolved, tags=tags,
+        net=net,
+        data=data,
+        checkpoint=cfg.checkpoint,
+        similarity=instantiate(cfg.similarity),
+        segmenter=instantiate(cfg.segmenter),
+        search=instantiate(cfg.search),
+        scorer=instantiate(cfg.scorer),
+        finetune=instantiate(cfg.finetune),
+        settings=settings,
+        run_dir=run_dir,
+        results_table=cfg.results_table,
+        logger=logger,
+        identity={
+            "experiment": cfg.experiment,
+            "method": cfg.get("method", "sglp"),
+            "model": cfg.model.name,
+            "dataset": cfg.dataset.name,
+            "seed": cfg.seed,
+        },
+        config=resolved,
+        tags=tags,
     )
     return row
 

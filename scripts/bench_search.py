@@ -8,6 +8,7 @@
 3. GradNorm candidates/s for ResNet-56 (28x28 inputs) at batch 32/64/128, cost per candidate as
    a multiple of one forward+backward of the full network, and resident memory over the search.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -95,10 +96,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    lines = [f"# Search benchmark\n\nMade by `python scripts/bench_search.py --out results/bench_search.md` on "
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-             f"{args.threads} threads. Inputs: ResNet-56 (random weights; timings do not depend on them), "
-             f"1x28x28 inputs.\n"]
+    lines = [
+        f"# Search benchmark\n\nMade by `python scripts/bench_search.py --out results/bench_search.md` on "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{args.threads} threads. Inputs: ResNet-56 (random weights; timings do not depend on them), "
+        f"1x28x28 inputs.\n"
+    ]
 
     # 1. CKA
     model = resnet56(10, 1).eval().to(memory_format=torch.channels_last)
@@ -112,15 +115,22 @@ def main() -> None:
         model(x)
     t_fast, fast = timed(lambda: cka_matrix(feats, "biased"))
     t_naive, naive = timed(lambda: naive_cka_matrix(feats), repeat=1)
-    lines += ["## 1. CKA matrix, L = 27 block outputs, n = 128 (biased estimator, float64)\n",
-              "| implementation | seconds | speed-up | max abs difference |", "|---|---|---|---|",
-              f"| naive per pair (Grams + H rebuilt for each of 27^2 pairs) | {t_naive:.2f} | 1.0x | |",
-              f"| `cka_matrix` (27 transformed Grams, one product) | {t_fast:.3f} | {t_naive / t_fast:.0f}x | "
-              f"{(fast - naive).abs().max().item():.1e} |", ""]
+    lines += [
+        "## 1. CKA matrix, L = 27 block outputs, n = 128 (biased estimator, float64)\n",
+        "| implementation | seconds | speed-up | max abs difference |",
+        "|---|---|---|---|",
+        f"| naive per pair (Grams + H rebuilt for each of 27^2 pairs) | {t_naive:.2f} | 1.0x | |",
+        f"| `cka_matrix` (27 transformed Grams, one product) | {t_fast:.3f} | {t_naive / t_fast:.0f}x | "
+        f"{(fast - naive).abs().max().item():.1e} |",
+        "",
+    ]
 
     # 2. Fisher
-    rows = ["## 2. Fisher optimal segmentation\n", "| L | k | brute force (s) | naive O(kL^3) DP (s) | "
-            "prefix-sum DP (s) | losses equal |", "|---|---|---|---|---|---|"]
+    rows = [
+        "## 2. Fisher optimal segmentation\n",
+        "| L | k | brute force (s) | naive O(kL^3) DP (s) | prefix-sum DP (s) | losses equal |",
+        "|---|---|---|---|---|---|",
+    ]
     g = torch.Generator().manual_seed(0)
     for n, k in [(12, 4), (27, 3), (27, 6), (80, 10)]:
         a = torch.rand(n, 8, generator=g, dtype=torch.float64)
@@ -138,11 +148,13 @@ def main() -> None:
     lines += rows + [""]
 
     # 3. Candidates
-    rows = ["## 3. GradNorm candidates, ResNet-56, independent order, one batch per candidate, segments "
-            "0-10 / 11-21 / 22-26 visited in turn (the shared prefix of a segment runs once)\n",
-            "| batch | full fwd+bwd (ms) | candidates/s | ms per candidate | cost vs full fwd+bwd | "
-            "RSS first -> last candidate (MB) | RSS over 30 candidates of one segment (MB) | est. 16,430 candidates |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "## 3. GradNorm candidates, ResNet-56, independent order, one batch per candidate, segments "
+        "0-10 / 11-21 / 22-26 visited in turn (the shared prefix of a segment runs once)\n",
+        "| batch | full fwd+bwd (ms) | candidates/s | ms per candidate | cost vs full fwd+bwd | "
+        "RSS first -> last candidate (MB) | RSS over 30 candidates of one segment (MB) | est. 16,430 candidates |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     segments = [list(range(0, 11)), list(range(11, 21)), list(range(21, 27))]
     search = SegmentSearch(keep=14)
     alloc = search.plan(segments)
@@ -182,12 +194,18 @@ def main() -> None:
                 scorer(model, removed, segment=segments[1], kept=kept)
             one_segment.append(rss_mb())
         scorer.release()
-        rows.append(f"| {b} | {1000 * t_full:.0f} | {1 / per:.2f} | {1000 * per:.0f} | {per / t_full:.2f}x | "
-                    f"{rss[0]:.0f} -> {rss[-1]:.0f} | {one_segment[0]:.0f} -> {one_segment[-1]:.0f} | "
-                    f"{16430 * per / 3600:.2f} h |")
-    lines += rows + ["", "RSS rises between segments because a later segment caches a longer prefix (with its graph); "
-                     "within a segment it stays flat. The SGLP paper reports about 1 h for its 16,430-candidate "
-                     "ResNet-56 space on an A100.", ""]
+        rows.append(
+            f"| {b} | {1000 * t_full:.0f} | {1 / per:.2f} | {1000 * per:.0f} | {per / t_full:.2f}x | "
+            f"{rss[0]:.0f} -> {rss[-1]:.0f} | {one_segment[0]:.0f} -> {one_segment[-1]:.0f} | "
+            f"{16430 * per / 3600:.2f} h |"
+        )
+    lines += rows + [
+        "",
+        "RSS rises between segments because a later segment caches a longer prefix (with its graph); "
+        "within a segment it stays flat. The SGLP paper reports about 1 h for its 16,430-candidate "
+        "ResNet-56 space on an A100.",
+        "",
+    ]
     emit_report("\n".join(lines), args.out)
 
 

@@ -3,12 +3,11 @@ on a trained backbone: the numbers behind the choice of the default segmenter.
 
     python scripts/segment_spaces.py --out results/segment_spaces.md
 """
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-import torch
 
 from sglp.checkpoint import load_weights
 from sglp.data.fashion_mnist import load_fashion_mnist
@@ -33,17 +32,21 @@ def main() -> None:
     data = load_fashion_mnist()
     sim = CKA(args.estimator)(model, data.calib_batches(128, 2))
     search = SegmentSearch(keep=args.keep)
-    lines = [f"Fisher segments of ResNet-56 / Fashion-MNIST ({args.checkpoint}), linear CKA ({args.estimator}) on "
-             f"2 calibration batches of 128; search space = sum_i C(n_i, m_i) for keeping {args.keep} of 27 units.",
-             "Made by `python scripts/segment_spaces.py --out results/segment_spaces.md`.", "",
-             "| representation | k | segment sizes | kept per segment | search space | segments (unit indices from 0) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Fisher segments of ResNet-56 / Fashion-MNIST ({args.checkpoint}), linear CKA ({args.estimator}) on "
+        f"2 calibration batches of 128; search space = sum_i C(n_i, m_i) for keeping {args.keep} of 27 units.",
+        "Made by `python scripts/segment_spaces.py --out results/segment_spaces.md`.",
+        "",
+        "| representation | k | segment sizes | kept per segment | search space | segments (unit indices from 0) |",
+        "|---|---|---|---|---|---|",
+    ]
     for rep in REPRESENTATIONS:
         for k in args.ks:
             segs = fisher_segments(sim, k, rep)
             alloc = search.plan(segs)
             bounds = ", ".join(f"{s[0]}-{s[-1]}" for s in segs)
-            lines.append(f"| {rep} | {k} | {[len(s) for s in segs]} | {alloc} | {search.search_space(segs, alloc):,} | {bounds} |")
+            space = search.search_space(segs, alloc)
+            lines.append(f"| {rep} | {k} | {[len(s) for s in segs]} | {alloc} | {space:,} | {bounds} |")
     emit_report("\n".join(lines) + "\n", args.out)
 
 

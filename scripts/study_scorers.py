@@ -8,10 +8,10 @@ scorer, fine-tune every candidate with one fixed budget, and measure test accura
 Report per scorer the Spearman correlation of its ranking with accuracy after fine-tuning, and the
 accuracy of the candidate it would pick (mean +- std over seeds). Per-candidate rows go to a CSV.
 """
+
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import random
 import statistics
@@ -62,9 +62,12 @@ def main() -> None:
     for seed in args.seeds:
         rng = random.Random(seed)
         calib = lambda bs, n: list(data.calib_batches(bs, n, seed=seed + 1))  # noqa: E731
-        scorers = {"gradnorm": GradNormScorer(args.score_batches, 64), "loss": LossScorer(args.score_batches, 64),
-                   "paper_init": GradNormScorer(args.score_batches, 64, init="paper", init_seed=seed),
-                   "random": RandomScorer(seed)}
+        scorers = {
+            "gradnorm": GradNormScorer(args.score_batches, 64),
+            "loss": LossScorer(args.score_batches, 64),
+            "paper_init": GradNormScorer(args.score_batches, 64, init="paper", init_seed=seed),
+            "random": RandomScorer(seed),
+        }
         for s in scorers.values():
             s.prepare(calib, model)
         seen: set[tuple[int, ...]] = set()
@@ -81,17 +84,34 @@ def main() -> None:
             before = evaluate(pruned, data.test_batches(500), "eval")["acc"]
             train(pruned, data, finetune, seed=seed, desc=f"seed {seed} cand {c + 1}/{args.candidates}")
             after = evaluate(pruned, data.test_batches(500), "eval")["acc"]
-            rows.append({"seed": seed, "kept": list(kept), "gradnorm": gn, "gradnorm_paper_init": pi, "loss": loss,
-                         "random": rnd, "acc_before_ft": before, "acc_after_ft": after})
+            rows.append(
+                {
+                    "seed": seed,
+                    "kept": list(kept),
+                    "gradnorm": gn,
+                    "gradnorm_paper_init": pi,
+                    "loss": loss,
+                    "random": rnd,
+                    "acc_before_ft": before,
+                    "acc_after_ft": after,
+                }
+            )
             print(rows[-1], flush=True)
     hours = (time.perf_counter() - t_start) / 3600
 
     # per scorer: a value where larger = preferred
-    preference = {"gradnorm_max": lambda r: r["gradnorm"], "gradnorm_min": lambda r: -r["gradnorm"],
-                  "gradnorm_paper_init_max": lambda r: r["gradnorm_paper_init"], "loss_min": lambda r: -r["loss"],
-                  "random": lambda r: r["random"]}
-    table = ["| scorer | Spearman with acc. after FT | Spearman with acc. before FT | acc. after FT of its pick (%) | "
-             "acc. before FT of its pick (%) |", "|---|---|---|---|---|"]
+    preference = {
+        "gradnorm_max": lambda r: r["gradnorm"],
+        "gradnorm_min": lambda r: -r["gradnorm"],
+        "gradnorm_paper_init_max": lambda r: r["gradnorm_paper_init"],
+        "loss_min": lambda r: -r["loss"],
+        "random": lambda r: r["random"],
+    }
+    table = [
+        "| scorer | Spearman with acc. after FT | Spearman with acc. before FT | acc. after FT of its pick (%) | "
+        "acc. before FT of its pick (%) |",
+        "|---|---|---|---|---|",
+    ]
     summary = {}
     for name in scorer_names:
         rho_a, rho_b, pick_a, pick_b = [], [], [], []
@@ -105,9 +125,11 @@ def main() -> None:
             pick_b.append(rs[best]["acc_before_ft"])
         sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0  # noqa: E731
         summary[name] = statistics.fmean(pick_a)
-        table.append(f"| {name} | {statistics.fmean(rho_a):+.2f} ± {sd(rho_a):.2f} | {statistics.fmean(rho_b):+.2f} ± "
-                     f"{sd(rho_b):.2f} | {statistics.fmean(pick_a):.2f} ± {sd(pick_a):.2f} | "
-                     f"{statistics.fmean(pick_b):.2f} ± {sd(pick_b):.2f} |")
+        table.append(
+            f"| {name} | {statistics.fmean(rho_a):+.2f} ± {sd(rho_a):.2f} | {statistics.fmean(rho_b):+.2f} ± "
+            f"{sd(rho_b):.2f} | {statistics.fmean(pick_a):.2f} ± {sd(pick_a):.2f} | "
+            f"{statistics.fmean(pick_b):.2f} ± {sd(pick_b):.2f} |"
+        )
     best_acc = [max(r["acc_after_ft"] for r in rows if r["seed"] == s) for s in args.seeds]
     mean_acc = [statistics.fmean(r["acc_after_ft"] for r in rows if r["seed"] == s) for s in args.seeds]
     winner = max(summary, key=summary.get)
@@ -116,19 +138,27 @@ def main() -> None:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    text = "\n".join([
-        "# Scorer study: does the in-segment score pick good layers?", "",
-        f"Made by `python scripts/study_scorers.py --out {args.out}` ({hours:.2f} h on this machine). "
-        f"ResNet-56 / Fashion-MNIST ({args.checkpoint}); CKA (unbiased) -> Fisher segments (row, k={args.k}) "
-        f"{segments and [f'{s[0]}-{s[-1]}' for s in segments]} -> keep {args.keep} units, allotted {alloc}. "
-        f"Per seed {args.candidates} candidates drawn uniformly from that space; each scored by every scorer "
-        f"({args.score_batches} calibration batch(es) of 64) and fine-tuned with one fixed budget "
-        f"({args.finetune_steps} SGD steps of 128, lr 0.01 cosine), then evaluated on the 10k test set. "
-        f"Seeds {args.seeds}; mean ± std over seeds. Per-candidate numbers: `{csv_path}`.", "",
-        *table, "",
-        f"Reference points: best candidate per seed {statistics.fmean(best_acc):.2f} %, mean candidate "
-        f"{statistics.fmean(mean_acc):.2f} % (after fine-tuning).", "",
-        f"Highest accuracy of the picked candidate: **{winner}**.", ""])
+    text = "\n".join(
+        [
+            "# Scorer study: does the in-segment score pick good layers?",
+            "",
+            f"Made by `python scripts/study_scorers.py --out {args.out}` ({hours:.2f} h on this machine). "
+            f"ResNet-56 / Fashion-MNIST ({args.checkpoint}); CKA (unbiased) -> Fisher segments (row, k={args.k}) "
+            f"{segments and [f'{s[0]}-{s[-1]}' for s in segments]} -> keep {args.keep} units, allotted {alloc}. "
+            f"Per seed {args.candidates} candidates drawn uniformly from that space; each scored by every scorer "
+            f"({args.score_batches} calibration batch(es) of 64) and fine-tuned with one fixed budget "
+            f"({args.finetune_steps} SGD steps of 128, lr 0.01 cosine), then evaluated on the 10k test set. "
+            f"Seeds {args.seeds}; mean ± std over seeds. Per-candidate numbers: `{csv_path}`.",
+            "",
+            *table,
+            "",
+            f"Reference points: best candidate per seed {statistics.fmean(best_acc):.2f} %, mean candidate "
+            f"{statistics.fmean(mean_acc):.2f} % (after fine-tuning).",
+            "",
+            f"Highest accuracy of the picked candidate: **{winner}**.",
+            "",
+        ]
+    )
     emit_report(text, args.out)
 
 

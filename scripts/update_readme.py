@@ -7,6 +7,7 @@ Blocks are delimited by `<!-- NAME:start -->` / `<!-- NAME:end -->`:
 - `checkpoint`: the committed backbone's metadata and per-epoch log;
 - `scorer_study`, `bench_search`, `segment_spaces`: the matching results/*.md, without their title line.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,14 +24,21 @@ def checkpoint_block() -> str:
     meta = torch.load(CKPT_DIR / "model.pt", map_location="cpu", weights_only=True)["meta"]
     with open(CKPT_DIR / "train_log.csv") as f:
         epochs = list(csv.DictReader(f))
-    lines = [f"`checkpoints/resnet56_fashion_mnist/model.pt`, made by `{meta['command']}` (seed {meta['seed']}, "
-             f"commit {meta['git_commit']}): **{meta['test_acc']:.2f} % test accuracy** on the 10k Fashion-MNIST "
-             f"test set after {meta['epochs']} epochs, {meta['wall_seconds'] / 60:.0f} min on this 2-core CPU. "
-             "Its resolved config (`config.yaml`), log (`pretrain.log`) and per-epoch metrics (`train_log.csv`) "
-             "sit beside it; `make pretrain` re-creates it.", "",
-             "| epoch | train loss | train acc. (%) | calibration acc. (%) | seconds | img/s |", "|---|---|---|---|---|---|"]
-    lines += [f"| {e['epoch']} | {float(e['train_loss']):.3f} | {float(e['train_acc']):.2f} | {float(e['calib_acc']):.2f} | "
-              f"{float(e['seconds']):.0f} | {float(e['img_per_s']):.0f} |" for e in epochs]
+    lines = [
+        f"`checkpoints/resnet56_fashion_mnist/model.pt`, made by `{meta['command']}` (seed {meta['seed']}, "
+        f"commit {meta['git_commit']}): **{meta['test_acc']:.2f} % test accuracy** on the 10k Fashion-MNIST "
+        f"test set after {meta['epochs']} epochs, {meta['wall_seconds'] / 60:.0f} min on this 2-core CPU. "
+        "Its resolved config (`config.yaml`), log (`pretrain.log`) and per-epoch metrics (`train_log.csv`) "
+        "sit beside it; `make pretrain` re-creates it.",
+        "",
+        "| epoch | train loss | train acc. (%) | calibration acc. (%) | seconds | img/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {e['epoch']} | {float(e['train_loss']):.3f} | {float(e['train_acc']):.2f} | {float(e['calib_acc']):.2f} | "
+        f"{float(e['seconds']):.0f} | {float(e['img_per_s']):.0f} |"
+        for e in epochs
+    ]
     return "\n".join(lines)
 
 

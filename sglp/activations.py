@@ -1,8 +1,9 @@
 """Streaming access to prunable-unit outputs via forward hooks (one batch at a time)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import torch
 from torch import nn

@@ -1,4 +1,5 @@
 """Saving and loading weights with metadata; corrupt or mismatched files give a clear error."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ FLOPs vs MACs: `torch.utils.flop_counter` counts FLOPs, 2 per multiply-add. Most
 papers' "FLOPs" are MACs (multiply-adds). We report both, labelled; reduction percentages are
 the same for either since the factor is exactly 2 for conv/linear layers.
 """
+
 from __future__ import annotations
 
 import os

@@ -3,15 +3,17 @@
 Plain functions over modules, data and configured components; `run.py` builds those from
 the Hydra config. Unit indices are 0-based in forward order everywhere (see sglp.units).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,8 +60,9 @@ class PruneResult:
         return self.search.removed
 
 
-def sglp_prune(model: nn.Module, calibration, similarity, segmenter, search, scorer, cka_batches,
-               progress: bool = True) -> PruneResult:
+def sglp_prune(
+    model: nn.Module, calibration, similarity, segmenter, search, scorer, cka_batches, progress: bool = True
+) -> PruneResult:
     """SGLP on a trained `model`: CKA of unit outputs on `cka_batches` -> `segmenter` -> per-segment
     `search` scored by `scorer` (calibration(batch_size, num_batches) feeds it) -> real removal."""
     seconds: dict[str, float] = {}
@@ -68,8 +71,11 @@ def sglp_prune(model: nn.Module, calibration, similarity, segmenter, search, sco
     with timed(seconds, "segmentation"):
         segments = segmenter(sim)
     if getattr(segmenter, "loss_curve", None):
-        log.info("k=auto chose k=%d from the Fisher loss curve %s", len(segments),
-                 [round(v, 4) for v in segmenter.loss_curve])
+        log.info(
+            "k=auto chose k=%d from the Fisher loss curve %s",
+            len(segments),
+            [round(v, 4) for v in segmenter.loss_curve],
+        )
     with timed(seconds, "search"):
         scorer.prepare(calibration, model)
         result = search(model, segments, scorer, progress=progress)
@@ -106,10 +112,23 @@ def _cost(model: nn.Module, input_shape: tuple[int, ...], s: PruneSettings) -> d
     return out
 
 
-def run_pruning(net: nn.Module, data: ImageSplits, checkpoint: str | Path, similarity, segmenter, search, scorer,
-                finetune: SGDConfig, settings: PruneSettings, run_dir: str | Path, results_table: str | Path | None,
-                logger: NullLogger | None = None, identity: Mapping[str, Any] | None = None,
-                config: Mapping[str, Any] | None = None, tags: list[str] | None = None) -> dict[str, Any]:
+def run_pruning(
+    net: nn.Module,
+    data: ImageSplits,
+    checkpoint: str | Path,
+    similarity,
+    segmenter,
+    search,
+    scorer,
+    finetune: SGDConfig,
+    settings: PruneSettings,
+    run_dir: str | Path,
+    results_table: str | Path | None,
+    logger: NullLogger | None = None,
+    identity: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    tags: list[str] | None = None,
+) -> dict[str, Any]:
     """Load the backbone, prune it with SGLP, fine-tune, measure, and report one result row."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -142,8 +161,14 @@ def run_pruning(net: nn.Module, data: ImageSplits, checkpoint: str | Path, simil
     cka_batches = data.calib_batches(s.calib_batch_size, s.calib_batches, seed=s.seed)
     result = sglp_prune(net, calibration, similarity, segmenter, search, scorer, cka_batches, s.progress)
     timings.update({f"seconds_{k}": v for k, v in result.seconds.items()})
-    log.info("segments %s; kept %s; removed %s (search space %d, %.1fs)", result.segments, result.kept,
-             result.removed, result.search.search_space, result.search.seconds)
+    log.info(
+        "segments %s; kept %s; removed %s (search space %d, %.1fs)",
+        result.segments,
+        result.kept,
+        result.removed,
+        result.search.search_space,
+        result.search.seconds,
+    )
     np.save(run_dir / "cka.npy", result.similarity.numpy())
     heatmap = plot_cka(result.similarity, result.segments, result.kept, run_dir / "cka_segments.png")
     logger.log_image("cka_segments", heatmap)
@@ -154,41 +179,80 @@ def run_pruning(net: nn.Module, data: ImageSplits, checkpoint: str | Path, simil
     with timed(timings, "seconds_finetune"):
         acc_after = acc_before
         if finetune.epochs > 0:
-            train(pruned, data, finetune, seed=s.seed, desc="finetune", progress=s.progress,
-                  on_epoch=lambda r: logger.log({f"finetune/{k}": v for k, v in r.items()}))
+            train(
+                pruned,
+                data,
+                finetune,
+                seed=s.seed,
+                desc="finetune",
+                progress=s.progress,
+                on_epoch=lambda r: logger.log({f"finetune/{k}": v for k, v in r.items()}),
+            )
             acc_after = test_acc(pruned, "eval finetuned")
 
     with timed(timings, "seconds_cost"):
         cost_dense, cost_pruned = _cost(net, data.input_shape, s), _cost(pruned, data.input_shape, s)
 
     row: dict[str, Any] = dict(identity or {})
-    row.update({
-        "scorer": type(scorer).__name__, "scorer_maximize": getattr(scorer, "maximize", None),
-        "cka_estimator": getattr(similarity, "estimator", None),
-        "k": len(result.segments), "k_requested": getattr(segmenter, "k", None),
-        "fisher_loss_curve": getattr(segmenter, "loss_curve", None), "segments": result.segments,
-        "kept": result.kept, "removed": result.removed,
-        "units_total": units_total, "units_kept": len(result.kept),
-        "dense_acc": dense_acc, "pruned_acc_before_ft": acc_before, "pruned_acc": acc_after,
-        "finetune_epochs": finetune.epochs, "finetune_max_steps_per_epoch": finetune.max_steps_per_epoch,
-        "flops_dense": cost_dense["flops"], "flops_pruned": cost_pruned["flops"],
-        "macs_dense": cost_dense["macs"], "macs_pruned": cost_pruned["macs"],
-        "flops_reduction_pct": reduction_pct(cost_dense["flops"], cost_pruned["flops"]),
-        "macs_reduction_pct": reduction_pct(cost_dense["macs"], cost_pruned["macs"]),
-        "params_dense": cost_dense["params"], "params_pruned": cost_pruned["params"],
-        "params_reduction_pct": reduction_pct(cost_dense["params"], cost_pruned["params"]),
-    })
+    row.update(
+        {
+            "scorer": type(scorer).__name__,
+            "scorer_maximize": getattr(scorer, "maximize", None),
+            "cka_estimator": getattr(similarity, "estimator", None),
+            "k": len(result.segments),
+            "k_requested": getattr(segmenter, "k", None),
+            "fisher_loss_curve": getattr(segmenter, "loss_curve", None),
+            "segments": result.segments,
+            "kept": result.kept,
+            "removed": result.removed,
+            "units_total": units_total,
+            "units_kept": len(result.kept),
+            "dense_acc": dense_acc,
+            "pruned_acc_before_ft": acc_before,
+            "pruned_acc": acc_after,
+            "finetune_epochs": finetune.epochs,
+            "finetune_max_steps_per_epoch": finetune.max_steps_per_epoch,
+            "flops_dense": cost_dense["flops"],
+            "flops_pruned": cost_pruned["flops"],
+            "macs_dense": cost_dense["macs"],
+            "macs_pruned": cost_pruned["macs"],
+            "flops_reduction_pct": reduction_pct(cost_dense["flops"], cost_pruned["flops"]),
+            "macs_reduction_pct": reduction_pct(cost_dense["macs"], cost_pruned["macs"]),
+            "params_dense": cost_dense["params"],
+            "params_pruned": cost_pruned["params"],
+            "params_reduction_pct": reduction_pct(cost_dense["params"], cost_pruned["params"]),
+        }
+    )
     for b in s.latency_batch_sizes:
         d, p = cost_dense[f"latency_ms_bs{b}"], cost_pruned[f"latency_ms_bs{b}"]
-        row.update({f"latency_ms_dense_bs{b}": d, f"latency_ms_pruned_bs{b}": p,
-                    f"latency_reduction_pct_bs{b}": reduction_pct(d, p)})
-    row.update({"search_space": result.search.search_space, "search_evaluated": result.search.evaluated,
-                "search_seconds": result.search.seconds, **timings, "seconds_total": time.perf_counter() - t_start,
-                "git_commit": git_commit(), "run_dir": str(run_dir)})
+        row.update(
+            {
+                f"latency_ms_dense_bs{b}": d,
+                f"latency_ms_pruned_bs{b}": p,
+                f"latency_reduction_pct_bs{b}": reduction_pct(d, p),
+            }
+        )
+    row.update(
+        {
+            "search_space": result.search.search_space,
+            "search_evaluated": result.search.evaluated,
+            "search_seconds": result.search.seconds,
+            **timings,
+            "seconds_total": time.perf_counter() - t_start,
+            "git_commit": git_commit(),
+            "run_dir": str(run_dir),
+        }
+    )
 
     if s.save_pruned_model:
-        save_checkpoint(run_dir / "pruned_model.pt", pruned, removed=result.removed, units_total=units_total,
-                        kept=result.kept, pruned_acc=acc_after)
+        save_checkpoint(
+            run_dir / "pruned_model.pt",
+            pruned,
+            removed=result.removed,
+            units_total=units_total,
+            kept=result.kept,
+            pruned_acc=acc_after,
+        )
     scores = {"choices": [asdict(c) for c in result.search.choices], "candidates": result.search.scores}
     (run_dir / "search_scores.json").write_text(json.dumps(scores, indent=1))
     write_row(row, run_dir)

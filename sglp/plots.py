@@ -1,4 +1,5 @@
 """Figures written to the run directory (matplotlib, PNG)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 
-def plot_cka(similarity: torch.Tensor, segments: list[list[int]], kept: list[int], path: str | Path,
-             title: str = "linear CKA between unit outputs") -> Path:
+def plot_cka(
+    similarity: torch.Tensor,
+    segments: list[list[int]],
+    kept: list[int],
+    path: str | Path,
+    title: str = "linear CKA between unit outputs",
+) -> Path:
     """Heatmap of the CKA matrix with segment boundaries; kept units marked on the axes."""
     s = similarity.detach().cpu().numpy()
     n = s.shape[0]

@@ -1,11 +1,13 @@
 """Backbone pretraining: train, evaluate on the test split, save weights + log + config together."""
+
 from __future__ import annotations
 
 import csv
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from torch import nn
 
@@ -61,12 +63,28 @@ def pretrain_backbone(
             w.writerow(record)
 
     t0 = time.perf_counter()
-    history = train(net, data, config, seed=seed, state_path=state_path, resume=resume, on_epoch=on_epoch,
-                    desc="pretrain", progress=progress)
+    history = train(
+        net,
+        data,
+        config,
+        seed=seed,
+        state_path=state_path,
+        resume=resume,
+        on_epoch=on_epoch,
+        desc="pretrain",
+        progress=progress,
+    )
     test = evaluate(net, data.test_batches(500), "test", progress)
-    meta = {"test_acc": test["acc"], "test_loss": test["loss"], "epochs": config.epochs,
-            "train_seconds": sum(h["seconds"] for h in history), "wall_seconds": time.perf_counter() - t0,
-            "seed": seed, "git_commit": git_commit(), "command": command}
+    meta = {
+        "test_acc": test["acc"],
+        "test_loss": test["loss"],
+        "epochs": config.epochs,
+        "train_seconds": sum(h["seconds"] for h in history),
+        "wall_seconds": time.perf_counter() - t0,
+        "seed": seed,
+        "git_commit": git_commit(),
+        "command": command,
+    }
     save_checkpoint(checkpoint, net, **meta)
     state_path.unlink(missing_ok=True)
     log.info("saved %s: test accuracy %.2f%%", checkpoint, test["acc"])

@@ -1,13 +1,15 @@
 """The result row: one flat record per run, written as JSON + CSV, appended to a results table,
 printed, and logged to Weights & Biases (offline unless configured otherwise)."""
+
 from __future__ import annotations
 
 import csv
 import json
 import math
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from filelock import FileLock
 
@@ -15,10 +17,12 @@ from filelock import FileLock
 def git_commit(root: str | Path = ".") -> str:
     """The current commit hash (with '-dirty' if the tree has changes), or 'unknown'."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -108,17 +112,31 @@ class WandbLogger(NullLogger):
     """Weights & Biases: one run per result row. Offline by default (`mode: online` to sync live;
     `wandb sync <run_dir>/wandb/offline-run-*` uploads an offline run later)."""
 
-    def __init__(self, project: str = "sglp", entity: str | None = None, mode: str = "offline",
-                 group: str | None = None, tags: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        project: str = "sglp",
+        entity: str | None = None,
+        mode: str = "offline",
+        group: str | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
         self.project, self.entity, self.mode, self.group, self.tags = project, entity, mode, group, list(tags or [])
         self.run = None
 
     def start(self, name: str, config: Mapping[str, Any], run_dir: str | Path, tags: list[str] | None = None) -> None:
         import wandb
 
-        self.run = wandb.init(project=self.project, entity=self.entity, mode=self.mode, group=self.group,
-                              name=name, config=dict(config), dir=str(run_dir), tags=self.tags + list(tags or []),
-                              reinit="finish_previous")
+        self.run = wandb.init(
+            project=self.project,
+            entity=self.entity,
+            mode=self.mode,
+            group=self.group,
+            name=name,
+            config=dict(config),
+            dir=str(run_dir),
+            tags=self.tags + list(tags or []),
+            reinit="finish_previous",
+        )
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if self.run is not None:

@@ -18,6 +18,7 @@ Explicit allocation: `per_segment=[m_1, ..., m_k]` fixes the kept count of each 
 Order: `independent` scores a segment's candidates with every other segment intact;
 `sequential` applies the decisions of earlier segments first.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -38,8 +39,9 @@ ORDERS = ("independent", "sequential")
 MODES = ("exhaustive", "paper")
 
 
-def segment_candidates(segment: list[int], sizes: list[int], budget: int | None = None,
-                       seed: int = 0) -> list[tuple[int, ...]]:
+def segment_candidates(
+    segment: list[int], sizes: list[int], budget: int | None = None, seed: int = 0
+) -> list[tuple[int, ...]]:
     """Kept-unit subsets of the segment whose size is in `sizes`: all of them, or a seeded uniform
     sample of `budget` distinct ones (a size j drawn with weight C(n, j), then a random j-subset)."""
     n = len(segment)
@@ -63,7 +65,9 @@ def target_keep(num_units: int, keep: int | None = None, ratio: float | None = N
             raise InvalidArgument(f"search.ratio={ratio} must be in [0, 1): the fraction of units removed")
         keep = num_units - int(round(ratio * num_units))
     if not 1 <= keep <= num_units:  # type: ignore[operator]
-        raise InvalidArgument(f"search.keep={keep} is impossible: the model has {num_units} prunable units (keep 1..{num_units})")
+        raise InvalidArgument(
+            f"search.keep={keep} is impossible: the model has {num_units} prunable units (keep 1..{num_units})"
+        )
     return int(keep)  # type: ignore[arg-type]
 
 
@@ -114,15 +118,25 @@ class SearchResult:
 class SegmentSearch:
     """Per-segment search for a keep (or ratio) target; see the module docstring for the modes."""
 
-    def __init__(self, keep: int | None = 14, ratio: float | None = None, order: str = "independent",
-                 budget: int | None = None, seed: int = 0, mode: str = "exhaustive",
-                 cap_at_allotted: bool = False, per_segment: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        keep: int | None = 14,
+        ratio: float | None = None,
+        order: str = "independent",
+        budget: int | None = None,
+        seed: int = 0,
+        mode: str = "exhaustive",
+        cap_at_allotted: bool = False,
+        per_segment: list[int] | None = None,
+    ) -> None:
         if order not in ORDERS:
             raise InvalidArgument(f"search.order={order!r}: choose one of {ORDERS}")
         if mode not in MODES:
             raise InvalidArgument(f"search.mode={mode!r}: choose one of {MODES}")
         if budget is not None and budget < 1:
-            raise InvalidArgument(f"search.budget={budget} must be a positive number of candidates per segment, or null")
+            raise InvalidArgument(
+                f"search.budget={budget} must be a positive number of candidates per segment, or null"
+            )
         self.keep, self.ratio, self.order, self.budget, self.seed = keep, ratio, order, budget, seed
         self.mode, self.cap_at_allotted = mode, cap_at_allotted
         self.per_segment = list(per_segment) if per_segment is not None else None
@@ -149,8 +163,10 @@ class SegmentSearch:
         sizes = [len(s) for s in segments]
         if self.per_segment is not None:
             if len(self.per_segment) != len(sizes) or not all(1 <= m <= n for m, n in zip(self.per_segment, sizes)):
-                raise InvalidArgument(f"search.per_segment={self.per_segment} does not fit segments of sizes {sizes}: "
-                                      "give one count per segment, each between 1 and the segment's size")
+                raise InvalidArgument(
+                    f"search.per_segment={self.per_segment} does not fit segments of sizes {sizes}: "
+                    "give one count per segment, each between 1 and the segment's size"
+                )
             return list(self.per_segment)
         return allocate_keep(sizes, target_keep(sum(sizes), self.keep, self.ratio))
 
@@ -162,14 +178,26 @@ class SegmentSearch:
         """Choose the kept units of each segment with `scorer` on candidate views of `model` (no copies)."""
         alloc = self.plan(segments)
         space = self.search_space(segments, alloc)
-        candidates = [segment_candidates(seg, self.candidate_sizes(len(seg), m), self.budget, self.seed)
-                      for seg, m in zip(segments, alloc)]
+        candidates = [
+            segment_candidates(seg, self.candidate_sizes(len(seg), m), self.budget, self.seed)
+            for seg, m in zip(segments, alloc)
+        ]
         evaluated = sum(map(len, candidates))
-        log.info("search space (%s): %d candidates; segment sizes %s, allotted %s", self.mode, space,
-                 [len(s) for s in segments], alloc)
+        log.info(
+            "search space (%s): %d candidates; segment sizes %s, allotted %s",
+            self.mode,
+            space,
+            [len(s) for s in segments],
+            alloc,
+        )
         if evaluated < space:
-            log.warning("search.budget=%d: evaluating %d of %d candidates (%.1f%% of the space)",
-                        self.budget, evaluated, space, 100.0 * evaluated / space)
+            log.warning(
+                "search.budget=%d: evaluating %d of %d candidates (%.1f%% of the space)",
+                self.budget,
+                evaluated,
+                space,
+                100.0 * evaluated / space,
+            )
         t0 = time.perf_counter()
         bar = tqdm(total=evaluated, desc="search", unit="cand", leave=False, disable=not progress)
         choices: list[SegmentChoice] = []

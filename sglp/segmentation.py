@@ -20,6 +20,7 @@ Representations: `row_sum` is the paper's scalar per unit, the row sum of the CK
 (Eq. 12); `row` uses the unit's whole CKA row as a vector (diameter = sum of squared
 Euclidean distances to the segment's mean row).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -184,8 +185,10 @@ class UniformSegmenter:
 
     def check(self, num_units: int) -> None:
         if not isinstance(self.k, int) or not 1 <= self.k <= num_units:
-            raise InvalidArgument(f"segmenter.k={self.k!r} is invalid for a model with {num_units} prunable units: "
-                                  f"use 1 <= k <= {num_units}")
+            raise InvalidArgument(
+                f"segmenter.k={self.k!r} is invalid for a model with {num_units} prunable units: "
+                f"use 1 <= k <= {num_units}"
+            )
 
     def __call__(self, similarity: torch.Tensor) -> list[list[int]]:
         self.check(similarity.shape[0])

@@ -16,9 +16,10 @@ block output on 28x28 inputs has d = 3136..12544 against n = 128) the biased est
 pulled towards 1 even for independent random features; HSIC_1 is not. Features are centred
 and Grams formed in float64 (a large activation mean otherwise costs float32 precision).
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -74,8 +75,9 @@ def check_options(estimator: str, kernel: str) -> None:
         raise InvalidArgument(f"unknown CKA kernel {kernel!r}: choose one of {KERNELS}")
 
 
-def transformed_gram(x: torch.Tensor, estimator: str = "unbiased", kernel: str = "linear",
-                     sigma_frac: float = 0.5) -> tuple[torch.Tensor, float]:
+def transformed_gram(
+    x: torch.Tensor, estimator: str = "unbiased", kernel: str = "linear", sigma_frac: float = 0.5
+) -> tuple[torch.Tensor, float]:
     """(flattened transformed Gram of x, normaliser) such that HSIC(x, y) = <T(x), T(y)> / normaliser."""
     check_options(estimator, kernel)
     n = x.shape[0]
@@ -97,8 +99,9 @@ class CKAAccumulator:
     Per batch: `add(i, output)` for each layer i (any order), then `end_batch()`.
     """
 
-    def __init__(self, num_layers: int, estimator: str = "unbiased", kernel: str = "linear",
-                 sigma_frac: float = 0.5) -> None:
+    def __init__(
+        self, num_layers: int, estimator: str = "unbiased", kernel: str = "linear", sigma_frac: float = 0.5
+    ) -> None:
         check_options(estimator, kernel)
         self.num_layers, self.estimator, self.kernel, self.sigma_frac = num_layers, estimator, kernel, sigma_frac
         self.hsic = torch.zeros(num_layers, num_layers, dtype=torch.float64)
@@ -125,8 +128,9 @@ class CKAAccumulator:
         return _cka_from_hsic(self.hsic)
 
 
-def cka_matrix(features: Sequence[torch.Tensor], estimator: str = "unbiased", kernel: str = "linear",
-               sigma_frac: float = 0.5) -> torch.Tensor:
+def cka_matrix(
+    features: Sequence[torch.Tensor], estimator: str = "unbiased", kernel: str = "linear", sigma_frac: float = 0.5
+) -> torch.Tensor:
     """(L, L) CKA matrix of L per-layer activations, each (n, ...) over the same n examples."""
     acc = CKAAccumulator(len(features), estimator, kernel, sigma_frac)
     for i, f in enumerate(features):
@@ -167,4 +171,3 @@ class CKA:
         if acc is None or not acc.batches:
             raise InvalidArgument("no calibration batch: the calibration split is smaller than one batch")
         return acc.matrix()
-

@@ -1,8 +1,9 @@
 """Real layer removal: a new, smaller module (fewer parameters), not masks."""
+
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 

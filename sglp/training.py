@@ -1,12 +1,13 @@
 """SGD training and evaluation for vision models (pretraining and post-pruning fine-tuning)."""
+
 from __future__ import annotations
 
 import math
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -101,7 +102,9 @@ def train(
         (decay if p.ndim > 1 else no_decay).append(p)
     opt = torch.optim.SGD(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
     )
     steps_per_epoch = len(data.train_batches(config.batch_size, max_batches=config.max_steps_per_epoch))
     total = steps_per_epoch * config.epochs
@@ -137,15 +140,33 @@ def train(
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             if i % 10 == 0:
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}",
-                                img_s=f"{seen / (time.perf_counter() - t0):.0f}", lr=f"{lr:.4f}")
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": 100 * correct / max(seen, 1),
-                  "seconds": time.perf_counter() - t0, "img_per_s": seen / (time.perf_counter() - t0)}
+                bar.set_postfix(
+                    loss=f"{loss_sum / seen:.3f}",
+                    acc=f"{100 * correct / seen:.1f}",
+                    img_s=f"{seen / (time.perf_counter() - t0):.0f}",
+                    lr=f"{lr:.4f}",
+                )
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_acc": 100 * correct / max(seen, 1),
+            "seconds": time.perf_counter() - t0,
+            "img_per_s": seen / (time.perf_counter() - t0),
+        }
         if on_epoch:
             on_epoch(record)
         history.append(record)
         if state_path:
             state_path.parent.mkdir(parents=True, exist_ok=True)
-            _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                          "history": history, "torch_rng": torch.get_rng_state(), "config": asdict(config)}, state_path)
+            _save_atomic(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "epoch": epoch,
+                    "history": history,
+                    "torch_rng": torch.get_rng_state(),
+                    "config": asdict(config),
+                },
+                state_path,
+            )
     return history

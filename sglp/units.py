@@ -9,10 +9,11 @@ One mechanism serves both uses: `units_bypassed` swaps bypasses in temporarily
 (a candidate network for scoring, no copy), `sglp.surgery.remove_layers` swaps them in
 for good on a copy.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 from torch import nn
 
@@ -40,7 +41,9 @@ def check_indices(indices: Sequence[int], num_units: int) -> list[int]:
     """Sorted unique unit indices, validated against 0..num_units-1."""
     bad = [i for i in indices if not 0 <= int(i) < num_units]
     if bad:
-        raise InvalidArgument(f"unit indices {bad} out of range: the model has {num_units} prunable units (0..{num_units - 1})")
+        raise InvalidArgument(
+            f"unit indices {bad} out of range: the model has {num_units} prunable units (0..{num_units - 1})"
+        )
     return sorted({int(i) for i in indices})
 
 

@@ -1,4 +1,5 @@
 """Checkpoints, cost metrics and the results table."""
+
 import csv
 import json
 import multiprocessing as mp

@@ -1,4 +1,5 @@
 """Every option of every config group composes and instantiates (a new yaml is tested automatically)."""
+
 from pathlib import Path
 
 import pytest

@@ -1,4 +1,5 @@
 """Fashion-MNIST IDX reading and lookup, on tiny files written here in the real format."""
+
 import gzip
 import struct
 
@@ -21,8 +22,10 @@ def write_idx(path, array: np.ndarray, gz: bool = True):
 def tiny_fmnist(tmp_path):
     g = np.random.default_rng(0)
     arrays = {
-        "train_images": g.integers(0, 256, (60, 28, 28)), "train_labels": np.arange(60) % 10,
-        "test_images": g.integers(0, 256, (20, 28, 28)), "test_labels": np.arange(20) % 10,
+        "train_images": g.integers(0, 256, (60, 28, 28)),
+        "train_labels": np.arange(60) % 10,
+        "test_images": g.integers(0, 256, (20, 28, 28)),
+        "test_labels": np.arange(20) % 10,
     }
     for key, stem in fm.FILES.items():
         write_idx(tmp_path / (stem + ".gz"), arrays[key])
@@ -64,8 +67,20 @@ def test_missing_data_message_says_how_to_get_it(tmp_path, monkeypatch):
 def test_batches_are_seeded_and_resumable():
     images = torch.randint(0, 256, (50, 1, 8, 8), dtype=torch.uint8)
     labels = torch.arange(50)
-    make = lambda epoch: Batches(images, labels, (0.5,), (0.25,), 16, shuffle=True, augment=True, crop_pad=2,
-                                 flip=True, seed=3, epoch=epoch, drop_last=True)
+    make = lambda epoch: Batches(
+        images,
+        labels,
+        (0.5,),
+        (0.25,),
+        16,
+        shuffle=True,
+        augment=True,
+        crop_pad=2,
+        flip=True,
+        seed=3,
+        epoch=epoch,
+        drop_last=True,
+    )
     a, b = list(make(1)), list(make(1))
     assert len(a) == 3 and all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b))
     assert not torch.equal(a[0][1], list(make(2))[0][1])

@@ -1,4 +1,5 @@
 """The README's Python example runs as written (on the committed backbone)."""
+
 import re
 from pathlib import Path
 

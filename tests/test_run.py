@@ -1,4 +1,5 @@
 """run.py end to end on a tiny configuration, and its error messages for bad input."""
+
 import csv
 import glob
 import json
@@ -15,9 +16,18 @@ from sglp.models.resnet_cifar import resnet20
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "model=resnet20", "segmenter.k=2", "search.keep=5", "scorer.batch_size=16", "calibration.batch_size=32",
-    "calibration.num_batches=1", "eval_max_batches=1", "finetune.max_steps_per_epoch=2",
-    "latency.batch_sizes=[1,4]", "latency.min_run_time=0.05", "progress=false", "threads=2",
+    "model=resnet20",
+    "segmenter.k=2",
+    "search.keep=5",
+    "scorer.batch_size=16",
+    "calibration.batch_size=32",
+    "calibration.num_batches=1",
+    "eval_max_batches=1",
+    "finetune.max_steps_per_epoch=2",
+    "latency.batch_sizes=[1,4]",
+    "latency.min_run_time=0.05",
+    "progress=false",
+    "threads=2",
 ]
 
 
@@ -25,7 +35,11 @@ def run(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "HYDRA_FULL_ERROR": "0"}
     return subprocess.run(
         [sys.executable, "run.py", f"hydra.run.dir={tmp_path}/run", f"results_table={tmp_path}/runs.csv", *overrides],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -33,8 +47,16 @@ def run(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
 def tiny_checkpoint(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("ckpt")
     ckpt = tmp / "resnet20" / "model.pt"
-    res = run(tmp, "mode=pretrain", "model=resnet20", "pretrain.epochs=1", "pretrain.max_steps_per_epoch=3",
-              f"checkpoint={ckpt}", "logger=none", "progress=false")
+    res = run(
+        tmp,
+        "mode=pretrain",
+        "model=resnet20",
+        "pretrain.epochs=1",
+        "pretrain.max_steps_per_epoch=3",
+        f"checkpoint={ckpt}",
+        "logger=none",
+        "progress=false",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert (ckpt.parent / "train_log.csv").exists() and (ckpt.parent / "config.yaml").exists()
     assert not (ckpt.parent / "train_state.pt").exists()
@@ -51,8 +73,18 @@ def test_end_to_end_row_table_model_and_wandb(tmp_path, tiny_checkpoint):
     assert [u for s in row["segments"] for u in s] == list(range(9)) and len(row["segments"]) == 2
     assert row["params_pruned"] < row["params_dense"] and 0 < row["params_reduction_pct"] < 100
     assert row["flops_reduction_pct"] == pytest.approx(row["macs_reduction_pct"])
-    for key in ("dense_acc", "pruned_acc_before_ft", "pruned_acc", "latency_ms_dense_bs1", "latency_ms_pruned_bs4",
-                "latency_reduction_pct_bs4", "search_space", "search_seconds", "seconds_similarity", "git_commit"):
+    for key in (
+        "dense_acc",
+        "pruned_acc_before_ft",
+        "pruned_acc",
+        "latency_ms_dense_bs1",
+        "latency_ms_pruned_bs4",
+        "latency_reduction_pct_bs4",
+        "search_space",
+        "search_seconds",
+        "seconds_similarity",
+        "git_commit",
+    ):
         assert key in row
     assert "sglp result" in res.stdout  # the row is printed
     with open(tmp_path / "runs.csv") as f:
@@ -66,13 +98,16 @@ def test_end_to_end_row_table_model_and_wandb(tmp_path, tiny_checkpoint):
     assert pruned(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("override,message", [
-    ("segmenter.k=0", "segmenter.k=0 is invalid"),
-    ("segmenter.k=12", "segmenter.k=12 is invalid"),
-    ("search.keep=12", "search.keep=12 is impossible"),
-    ("search.keep=0", "search.keep=0 is impossible"),
-    ("search.keep=1", "lower segmenter.k"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("segmenter.k=0", "segmenter.k=0 is invalid"),
+        ("segmenter.k=12", "segmenter.k=12 is invalid"),
+        ("search.keep=12", "search.keep=12 is impossible"),
+        ("search.keep=0", "search.keep=0 is impossible"),
+        ("search.keep=1", "lower segmenter.k"),
+    ],
+)
 def test_bad_settings_end_in_one_clear_message(tmp_path, tiny_checkpoint, override, message):
     res = run(tmp_path, *TINY, f"checkpoint={tiny_checkpoint}", "logger=none", override)
     assert res.returncode == 2
@@ -92,8 +127,14 @@ def test_missing_and_corrupt_checkpoint(tmp_path):
 
 
 def test_missing_data_is_one_clear_message(tmp_path):
-    res = run(tmp_path, *TINY, "logger=none", f"dataset.splits.data_dir={tmp_path}/empty",
-              "dataset.splits.search_system=false", "dataset.splits.download=false")
+    res = run(
+        tmp_path,
+        *TINY,
+        "logger=none",
+        f"dataset.splits.data_dir={tmp_path}/empty",
+        "dataset.splits.search_system=false",
+        "dataset.splits.download=false",
+    )
     assert res.returncode == 2 and "Fashion-MNIST not found" in res.stderr and "Traceback" not in res.stderr
 
 

@@ -1,4 +1,5 @@
 """Scorers against direct computations."""
+
 import math
 
 import pytest
@@ -26,7 +27,7 @@ def test_gradnorm_equals_backward_norm_on_tiny_net():
     for x, y in data:
         net.zero_grad()
         F.cross_entropy(net(x), y).backward()
-        expected.append(math.sqrt(sum((p.grad ** 2).sum().item() for p in net.parameters())))
+        expected.append(math.sqrt(sum((p.grad**2).sum().item() for p in net.parameters())))
     net.zero_grad(set_to_none=True)
     assert gradnorm(net, data) == pytest.approx(sum(expected) / 3, rel=1e-6)
     assert all(p.grad is None for p in net.parameters())  # .grad untouched
@@ -40,8 +41,12 @@ def test_gradnorm_of_candidate_counts_only_its_parameters():
         got = gradnorm(cand, data)
     # reference: the same candidate built as a plain module list, gradients by .backward()
     kept = [b for i, b in enumerate(model.blocks) if i not in (2, 5)]
-    params = [*model.conv1.parameters(), *model.bn1.parameters(), *[p for b in kept for p in b.parameters()],
-              *model.fc.parameters()]
+    params = [
+        *model.conv1.parameters(),
+        *model.bn1.parameters(),
+        *[p for b in kept for p in b.parameters()],
+        *model.fc.parameters(),
+    ]
     model.eval()
     norms = []
     for x, y in data:
@@ -50,7 +55,7 @@ def test_gradnorm_of_candidate_counts_only_its_parameters():
             h = b.shortcut(h) if i in (2, 5) else b(h)
         loss = F.cross_entropy(model.fc(F.adaptive_avg_pool2d(h, 1).flatten(1)), y)
         grads = torch.autograd.grad(loss, params)
-        norms.append(torch.sqrt(sum((g ** 2).sum() for g in grads)).item())
+        norms.append(torch.sqrt(sum((g**2).sum() for g in grads)).item())
     assert got == pytest.approx(sum(norms) / len(norms), rel=1e-5)
 
 
@@ -100,6 +105,7 @@ def test_paper_init_gradnorm_equals_explicit_network():
         got = scorer(model, removed, segment=segment, kept=kept)
     # reference: build the network by hand from a fresh seeded re-initialisation
     import copy
+
     ref = reinitialise(copy.deepcopy(model), 5)
     ref.blocks[3], ref.blocks[5] = copy.deepcopy(model.blocks[3]), copy.deepcopy(model.blocks[5])
     ref.blocks[4] = ref.blocks[4].shortcut
@@ -126,8 +132,9 @@ def test_prefix_reuse_gives_the_same_search(scorer_cls, order):
     for reuse in (True, False):
         scorer = scorer_cls(num_batches=2, batch_size=6, reuse_prefix=reuse)
         scorer.prepare(lambda b, n: data, model)
-        results.append(SegmentSearch(keep=5, order=order)(model, [[0, 1, 2], [3, 4, 5], [6, 7, 8]], scorer,
-                                                            progress=False))
+        results.append(
+            SegmentSearch(keep=5, order=order)(model, [[0, 1, 2], [3, 4, 5], [6, 7, 8]], scorer, progress=False)
+        )
     with_reuse, without = results
     assert with_reuse.kept == without.kept
     for a, b in zip(with_reuse.scores, without.scores):

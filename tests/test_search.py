@@ -1,4 +1,5 @@
 """Segment-wise search: allocation, exact candidate counts, argmax against brute force, orders."""
+
 import itertools
 import math
 
@@ -30,14 +31,17 @@ class RecordingScorer:
         return -sum(self.weights[u] for u in removed)
 
 
-@pytest.mark.parametrize("sizes,keep,expected", [
-    ([9, 9, 9], 14, [5, 5, 4]),      # quotas 4.67 each: floors 4,4,4; +1 to the first two (ties -> earlier)
-    ([4, 10, 13], 14, [2, 5, 7]),    # quotas 2.07, 5.19, 6.74: floors 2,5,6; +1 to the largest remainder
-    ([1, 1, 25], 3, [1, 1, 1]),      # quotas 0.11, 0.11, 2.78: at least one each, so the big segment gives one back
-    ([5, 5], 10, [5, 5]),
-    ([3, 7, 2, 6], 4, [1, 1, 1, 1]),
-    ([12, 3], 8, [6, 2]),            # quotas 6.4, 1.6: floors 6,1; +1 to the larger remainder (0.6)
-])
+@pytest.mark.parametrize(
+    "sizes,keep,expected",
+    [
+        ([9, 9, 9], 14, [5, 5, 4]),  # quotas 4.67 each: floors 4,4,4; +1 to the first two (ties -> earlier)
+        ([4, 10, 13], 14, [2, 5, 7]),  # quotas 2.07, 5.19, 6.74: floors 2,5,6; +1 to the largest remainder
+        ([1, 1, 25], 3, [1, 1, 1]),  # quotas 0.11, 0.11, 2.78: at least one each, so the big segment gives one back
+        ([5, 5], 10, [5, 5]),
+        ([3, 7, 2, 6], 4, [1, 1, 1, 1]),
+        ([12, 3], 8, [6, 2]),  # quotas 6.4, 1.6: floors 6,1; +1 to the larger remainder (0.6)
+    ],
+)
 def test_allocation_is_largest_remainder(sizes, keep, expected):
     alloc = allocate_keep(sizes, keep)
     assert alloc == expected
@@ -94,8 +98,9 @@ def test_sequential_order_applies_earlier_decisions():
 
 def test_same_seed_same_kept_layers():
     segments = [[0, 1, 2, 3], [4, 5, 6, 7, 8]]
-    runs = [SegmentSearch(keep=4)(resnet20(10, 1), segments, RandomScorer(seed=s), progress=False).kept
-            for s in (7, 7, 8)]
+    runs = [
+        SegmentSearch(keep=4)(resnet20(10, 1), segments, RandomScorer(seed=s), progress=False).kept for s in (7, 7, 8)
+    ]
     assert runs[0] == runs[1]
 
 
@@ -162,8 +167,9 @@ def test_unknown_mode_is_a_clear_error():
 def test_per_segment_allocation_is_used_and_checked():
     segments = [[0, 1, 2], [3, 4, 5, 6], [7, 8]]
     assert SegmentSearch(keep=None, per_segment=[1, 3, 2]).plan(segments) == [1, 3, 2]
-    result = SegmentSearch(keep=None, per_segment=[1, 3, 2])(resnet20(10, 1), segments,
-                                                            RecordingScorer([1.0] * 9), progress=False)
+    result = SegmentSearch(keep=None, per_segment=[1, 3, 2])(
+        resnet20(10, 1), segments, RecordingScorer([1.0] * 9), progress=False
+    )
     assert [len(c.kept) for c in result.choices] == [1, 3, 2]
     with pytest.raises(InvalidArgument, match="per_segment"):
         SegmentSearch(per_segment=[1, 5, 2]).plan(segments)

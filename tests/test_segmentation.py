@@ -1,4 +1,5 @@
 """Fisher optimal segmentation against brute force over every segmentation."""
+
 import itertools
 
 import numpy as np
@@ -137,7 +138,9 @@ def test_largest_relative_drop_of_textbook_curves():
     assert largest_relative_drop([5.0]) == 1
 
 
-@pytest.mark.parametrize("n,k,sizes", [(27, 3, [9, 9, 9]), (27, 5, [6, 6, 5, 5, 5]), (10, 1, [10]), (4, 4, [1, 1, 1, 1])])
+@pytest.mark.parametrize(
+    "n,k,sizes", [(27, 3, [9, 9, 9]), (27, 5, [6, 6, 5, 5, 5]), (10, 1, [10]), (4, 4, [1, 1, 1, 1])]
+)
 def test_uniform_segments(n, k, sizes):
     from sglp.segmentation import UniformSegmenter
 

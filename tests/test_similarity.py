@@ -1,30 +1,31 @@
 """CKA against a separate numpy implementation of the textbook formulas, plus its invariances."""
+
 import numpy as np
 import pytest
 import torch
 
-from sglp.similarity import CKA, CKAAccumulator, cka_matrix, linear_cka
 from sglp.models.resnet_cifar import resnet20
+from sglp.similarity import CKA, CKAAccumulator, cka_matrix, linear_cka
 
 
 def np_hsic_biased(x: np.ndarray, y: np.ndarray) -> float:
     """Kornblith et al. (2019): tr(K H L H) / (n - 1)^2 with explicit centring matrix H."""
     n = x.shape[0]
-    k, l = x @ x.T, y @ y.T
+    k, m = x @ x.T, y @ y.T
     h = np.eye(n) - np.ones((n, n)) / n
-    return float(np.trace(k @ h @ l @ h)) / (n - 1) ** 2
+    return float(np.trace(k @ h @ m @ h)) / (n - 1) ** 2
 
 
 def np_hsic_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     """Song et al. (2012), Eq. 5: the unbiased HSIC with zero-diagonal Grams, written out term by term."""
     n = x.shape[0]
-    k, l = x @ x.T, y @ y.T
+    k, m = x @ x.T, y @ y.T
     np.fill_diagonal(k, 0.0)
-    np.fill_diagonal(l, 0.0)
+    np.fill_diagonal(m, 0.0)
     one = np.ones(n)
-    term1 = np.trace(k @ l)
-    term2 = (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2))
-    term3 = 2.0 / (n - 2) * (one @ k @ l @ one)
+    term1 = np.trace(k @ m)
+    term2 = (one @ k @ one) * (one @ m @ one) / ((n - 1) * (n - 2))
+    term3 = 2.0 / (n - 2) * (one @ k @ m @ one)
     return float(term1 + term2 - term3) / (n * (n - 3))
 
 
@@ -88,8 +89,9 @@ def test_large_mean_features_keep_precision():
     g = torch.Generator().manual_seed(4)
     x = torch.randn(40, 300, generator=g) + 1e3
     y = x[:, :100] + 0.5 * torch.randn(40, 100, generator=g) - 3e2
-    ref = np_cka(x.double().numpy() - x.double().numpy().mean(0), y.double().numpy() - y.double().numpy().mean(0),
-                 np_hsic_biased)
+    ref = np_cka(
+        x.double().numpy() - x.double().numpy().mean(0), y.double().numpy() - y.double().numpy().mean(0), np_hsic_biased
+    )
     assert linear_cka(x, y, "biased") == pytest.approx(ref, abs=1e-9)
     h = torch.eye(40) - 1 / 40
     k, l_ = h @ (x @ x.T) @ h, h @ (y @ y.T) @ h  # float32, uncentred features
@@ -118,7 +120,8 @@ def test_minibatch_accumulation_sums_hsic_over_batches(estimator):
     single.add(1, torch.from_numpy(ys[0]))
     single.end_batch()
     assert single.matrix()[0, 1].item() == pytest.approx(
-        linear_cka(torch.from_numpy(xs[0]), torch.from_numpy(ys[0]), estimator), abs=1e-12)
+        linear_cka(torch.from_numpy(xs[0]), torch.from_numpy(ys[0]), estimator), abs=1e-12
+    )
 
 
 def test_model_cka_uses_unit_outputs_in_order():
@@ -146,11 +149,11 @@ def np_gram_rbf(x: np.ndarray, threshold: float) -> np.ndarray:
     return np.exp(-sq_distances / (2 * threshold**2 * sq_median_distance))
 
 
-def np_cka_gram_biased(k: np.ndarray, l: np.ndarray) -> float:
+def np_cka_gram_biased(k: np.ndarray, m: np.ndarray) -> float:
     """Kornblith's demo cka(gram_x, gram_y) with debiased=False: centre both, then Frobenius ratio."""
     n = k.shape[0]
     h = np.eye(n) - np.ones((n, n)) / n
-    kc, lc = h @ k @ h, h @ l @ h
+    kc, lc = h @ k @ h, h @ m @ h
     return float((kc * lc).sum() / (np.linalg.norm(kc) * np.linalg.norm(lc)))
 
 

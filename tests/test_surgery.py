@@ -1,4 +1,5 @@
 """Real removal of prunable units: smaller model, working forward, exact where it must be."""
+
 import pytest
 import torch
 from torch import nn

@@ -1,4 +1,5 @@
 """SGD training: schedules, and resume after an interruption equals an uninterrupted run."""
+
 import math
 
 import pytest
@@ -14,8 +15,20 @@ def tiny_data() -> ImageSplits:
     g = torch.Generator().manual_seed(0)
     imgs = lambda n: torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8)  # noqa: E731
     labels = lambda n: torch.randint(0, 3, (n,), generator=g)  # noqa: E731
-    return ImageSplits("tiny", imgs(48), labels(48), imgs(16), labels(16), imgs(16), labels(16), 3,
-                       (0.5,), (0.25,), crop_pad=1, flip=True)
+    return ImageSplits(
+        "tiny",
+        imgs(48),
+        labels(48),
+        imgs(16),
+        labels(16),
+        imgs(16),
+        labels(16),
+        3,
+        (0.5,),
+        (0.25,),
+        crop_pad=1,
+        flip=True,
+    )
 
 
 CONFIG = SGDConfig(epochs=3, batch_size=16, lr=0.05, schedule="cosine", warmup_epochs=0.5)
@@ -77,8 +90,9 @@ def test_training_learns_a_learnable_task():
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(96) % 3
     images = (labels[:, None, None, None] * 80 + torch.randint(0, 61, (96, 1, 8, 8), generator=g)).to(torch.uint8)
-    data = ImageSplits("bands", images[:64], labels[:64], images[64:80], labels[64:80], images[80:], labels[80:], 3,
-                       (0.5,), (0.25,))
+    data = ImageSplits(
+        "bands", images[:64], labels[:64], images[64:80], labels[64:80], images[80:], labels[80:], 3, (0.5,), (0.25,)
+    )
     plain = Batches(data.train_images, data.train_labels, data.mean, data.std, batch_size=64)
     torch.manual_seed(0)
     model = resnet20(3, 1)

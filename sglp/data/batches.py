@@ -3,11 +3,12 @@
 Small datasets (Fashion-MNIST, CIFAR) fit in memory as uint8; augmenting whole batches
 with tensor ops is much faster on a CPU than per-sample PIL transforms.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -99,13 +100,29 @@ class ImageSplits:
         return Batches(images, labels, self.mean, self.std, batch_size, crop_pad=self.crop_pad, flip=self.flip, **kw)
 
     def train_batches(self, batch_size: int, seed: int = 0, epoch: int = 0, max_batches: int | None = None) -> Batches:
-        return self._batches(self.train_images, self.train_labels, batch_size, shuffle=True, augment=True,
-                             seed=seed, epoch=epoch, max_batches=max_batches, drop_last=True)
+        return self._batches(
+            self.train_images,
+            self.train_labels,
+            batch_size,
+            shuffle=True,
+            augment=True,
+            seed=seed,
+            epoch=epoch,
+            max_batches=max_batches,
+            drop_last=True,
+        )
 
     def calib_batches(self, batch_size: int, max_batches: int | None = None, seed: int = 0) -> Batches:
         """Calibration batches: no augmentation, a seeded shuffle so each batch mixes classes."""
-        return self._batches(self.calib_images, self.calib_labels, batch_size, shuffle=True, seed=seed,
-                             max_batches=max_batches, drop_last=True)
+        return self._batches(
+            self.calib_images,
+            self.calib_labels,
+            batch_size,
+            shuffle=True,
+            seed=seed,
+            max_batches=max_batches,
+            drop_last=True,
+        )
 
     def test_batches(self, batch_size: int = 500, max_batches: int | None = None) -> Batches:
         return self._batches(self.test_images, self.test_labels, batch_size, max_batches=max_batches)

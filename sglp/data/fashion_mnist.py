@@ -4,6 +4,7 @@ Looked for in this order: the configured `data_dir` (flat, or torchvision's
 `FashionMNIST/raw/` layout), Debian's `dataset-fashion-mnist` package
 (`/usr/share/datasets/fashion-mnist`), then torchvision's download into `data_dir`.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -50,7 +51,9 @@ def _find_file(stem: str, dirs: list[Path]) -> Path | None:
     return None
 
 
-def find_fashion_mnist(data_dir: str | Path | None, download: bool = True, search_system: bool = True) -> dict[str, Path]:
+def find_fashion_mnist(
+    data_dir: str | Path | None, download: bool = True, search_system: bool = True
+) -> dict[str, Path]:
     """Paths of the four IDX files, or a DataNotFoundError saying how to get them."""
     dirs = []
     if data_dir:
@@ -80,7 +83,10 @@ def find_fashion_mnist(data_dir: str | Path | None, download: bool = True, searc
 
 
 def load_fashion_mnist(
-    data_dir: str | None = "data", calib_size: int = 5000, split_seed: int = 1234, download: bool = True,
+    data_dir: str | None = "data",
+    calib_size: int = 5000,
+    split_seed: int = 1234,
+    download: bool = True,
     search_system: bool = True,
 ) -> ImageSplits:
     """Fashion-MNIST as in-memory splits: 60k train files -> (60k - calib_size) train + calib; 10k test.
@@ -94,8 +100,15 @@ def load_fashion_mnist(
     tr_x, tr_y, ca_x, ca_y = split_calibration(images, labels, calib_size, split_seed)
     return ImageSplits(
         name="fashion_mnist",
-        train_images=tr_x, train_labels=tr_y, calib_images=ca_x, calib_labels=ca_y,
+        train_images=tr_x,
+        train_labels=tr_y,
+        calib_images=ca_x,
+        calib_labels=ca_y,
         test_images=torch.from_numpy(arrays["test_images"].copy()).unsqueeze(1),
         test_labels=torch.from_numpy(arrays["test_labels"].astype(np.int64)),
-        num_classes=10, mean=MEAN, std=STD, crop_pad=2, flip=True,
+        num_classes=10,
+        mean=MEAN,
+        std=STD,
+        crop_pad=2,
+        flip=True,
     )

@@ -5,6 +5,7 @@ Depth = 6n + 2 (ResNet-20/32/44/56/110 for n = 3/5/7/9/18). Shortcuts are option
 block, including the first block of a stage, is a prunable unit: removing a block
 leaves its shortcut, which still maps the block's input shape to its output shape.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,7 +1,8 @@
 """Base class of scorers that read calibration batches."""
+
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -32,8 +33,9 @@ class CalibrationScorer:
                 f"the scorer got no calibration batch of {self.batch_size} examples: lower scorer.batch_size"
             )
 
-    def logits(self, model: nn.Module, removed: tuple[int, ...], segment: Sequence[int] | None,
-               grad: bool) -> list[torch.Tensor]:
+    def logits(
+        self, model: nn.Module, removed: tuple[int, ...], segment: Sequence[int] | None, grad: bool
+    ) -> list[torch.Tensor]:
         """The candidate's logits on every batch, reusing the shared prefix where that is legal.
 
         All candidates of a segment share the network before the segment's first unit, as long as
@@ -57,6 +59,11 @@ class CalibrationScorer:
         """Drop the cached prefix (called when a search ends)."""
         self._prefix_key, self._prefix = None, []
 
-    def __call__(self, model: nn.Module, removed: tuple[int, ...], segment: Sequence[int] | None = None,
-                 kept: Sequence[int] | None = None) -> float:
+    def __call__(
+        self,
+        model: nn.Module,
+        removed: tuple[int, ...],
+        segment: Sequence[int] | None = None,
+        kept: Sequence[int] | None = None,
+    ) -> float:
         raise NotImplementedError

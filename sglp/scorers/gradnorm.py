@@ -1,8 +1,9 @@
 """GradNorm, the SGLP paper's in-segment score for vision (Eqs. 24-25)."""
+
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +16,9 @@ from sglp.units import prunable_units, set_submodule, units_bypassed
 INITS = ("pretrained", "paper")
 
 
-def gradnorm(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
-             logits: list[torch.Tensor] | None = None) -> float:
+def gradnorm(
+    model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], logits: list[torch.Tensor] | None = None
+) -> float:
     """Mean over batches of the global L2 norm of the gradient of the mean cross-entropy with
     respect to *all* trainable parameters of `model`:  mean_b || d CE_b / d theta ||_2.
 
@@ -62,8 +64,15 @@ class GradNormScorer(CalibrationScorer):
     part of the network (other units, stem, head) a fixed seeded random initialisation.
     """
 
-    def __init__(self, num_batches: int = 1, batch_size: int = 64, maximize: bool = True,
-                 init: str = "pretrained", init_seed: int = 0, reuse_prefix: bool = True) -> None:
+    def __init__(
+        self,
+        num_batches: int = 1,
+        batch_size: int = 64,
+        maximize: bool = True,
+        init: str = "pretrained",
+        init_seed: int = 0,
+        reuse_prefix: bool = True,
+    ) -> None:
         super().__init__(num_batches, batch_size, reuse_prefix)
         if init not in INITS:
             raise InvalidArgument(f"scorer.init={init!r}: choose one of {INITS}")
@@ -79,8 +88,13 @@ class GradNormScorer(CalibrationScorer):
             self._pretrained_units = [m for _, m in prunable_units(model)]
             self._twin = reinitialise(copy.deepcopy(model), self.init_seed)
 
-    def __call__(self, model: nn.Module, removed: tuple[int, ...], segment: Sequence[int] | None = None,
-                 kept: Sequence[int] | None = None) -> float:
+    def __call__(
+        self,
+        model: nn.Module,
+        removed: tuple[int, ...],
+        segment: Sequence[int] | None = None,
+        kept: Sequence[int] | None = None,
+    ) -> float:
         if self.init == "pretrained":
             was_training = model.training
             model.eval()  # the prefix is cached in eval mode too

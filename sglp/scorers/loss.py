@@ -1,4 +1,5 @@
 """Calibration loss of the candidate: a cheap reference scorer (lower is better)."""
+
 from __future__ import annotations
 
 import torch

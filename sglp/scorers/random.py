@@ -1,4 +1,5 @@
 """Random scores (the "without GradNorm" ablation): a seeded hash of the candidate."""
+
 from __future__ import annotations
 
 import random
