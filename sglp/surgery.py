@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from torch import nn
@@ -15,7 +16,8 @@ def remove_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
     """A deep copy of `model` without the prunable units `indices` (0-based, forward order).
 
     Each removed unit is replaced by its bypass; bypasses that are `nn.Identity` inside an
-    `nn.Sequential` are dropped, so the pruned network has no dead entries. The input
+    `nn.Sequential` are dropped, so the pruned network has no dead entries, and the remaining
+    children keep their names (so `layer1.2` stays `layer1.2` in the state dict). The input
     model is left untouched. The result records the removed indices (relative to its
     own input) in `pruned_from_units`.
     """
@@ -33,6 +35,7 @@ def remove_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
     for parent_name in touched_parents:
         parent = pruned.get_submodule(parent_name) if parent_name else pruned
         if parent_name and isinstance(parent, nn.Sequential):
-            set_submodule(pruned, parent_name, nn.Sequential(*[m for m in parent if not isinstance(m, nn.Identity)]))
+            kept = OrderedDict((n, m) for n, m in parent.named_children() if not isinstance(m, nn.Identity))
+            set_submodule(pruned, parent_name, nn.Sequential(kept))  # children keep their names
     pruned.pruned_from_units = {"units_total": len(units), "removed": removed}
     return pruned

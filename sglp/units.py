@@ -8,33 +8,65 @@ returns a module (often `nn.Identity`) computing the network's path without the 
 One mechanism serves both uses: `units_bypassed` swaps bypasses in temporarily
 (a candidate network for scoring, no copy), `sglp.surgery.remove_layers` swaps them in
 for good on a copy.
+
+Models that cannot carry these methods (e.g. plain torchvision networks) get them from an
+adapter registered by type: `register_units(model_type, fn)` and `register_bypass(unit_type, fn)`;
+`sglp/adapters/` holds the built-in ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from torch import nn
 
 from sglp.errors import InvalidArgument, UnsupportedModelError
 
+UnitsFn = Callable[[nn.Module], list[tuple[str, nn.Module]]]
+BypassFn = Callable[[nn.Module], nn.Module]
+_UNITS: list[tuple[type, UnitsFn]] = []
+_BYPASSES: list[tuple[type, BypassFn]] = []
+
+
+def register_units(model_type: type, fn: UnitsFn) -> None:
+    """Declare how to list the prunable units of models of `model_type` (most recent wins)."""
+    _UNITS.insert(0, (model_type, fn))
+
+
+def register_bypass(unit_type: type, fn: BypassFn) -> None:
+    """Declare what replaces a removed unit of `unit_type` (most recent wins)."""
+    _BYPASSES.insert(0, (unit_type, fn))
+
+
+def _load_builtin_adapters() -> None:
+    import sglp.adapters  # noqa: F401 - registers the built-in adapters on import
+
 
 def prunable_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Ordered (qualified name, module) pairs of the model's prunable units."""
     if hasattr(model, "prunable_units"):
         return list(model.prunable_units())
+    _load_builtin_adapters()
+    for model_type, fn in _UNITS:
+        if isinstance(model, model_type):
+            return fn(model)
     raise UnsupportedModelError(
         f"{type(model).__name__} has no prunable-unit adapter: give it a `prunable_units()` method "
-        "returning [(name, module), ...] in forward order, each module with a `bypass()` method."
+        "returning [(name, module), ...] in forward order, each module with a `bypass()` method, or register "
+        "one with sglp.units.register_units / register_bypass."
     )
 
 
 def bypass_of(unit: nn.Module) -> nn.Module:
     """What replaces `unit` when it is removed."""
-    if not hasattr(unit, "bypass"):
-        raise UnsupportedModelError(f"{type(unit).__name__} has no `bypass()`: cannot be removed")
-    return unit.bypass()
+    if hasattr(unit, "bypass"):
+        return unit.bypass()
+    _load_builtin_adapters()
+    for unit_type, fn in _BYPASSES:
+        if isinstance(unit, unit_type):
+            return fn(unit)
+    raise UnsupportedModelError(f"{type(unit).__name__} has no `bypass()` and no registered bypass: cannot be removed")
 
 
 def check_indices(indices: Sequence[int], num_units: int) -> list[int]:

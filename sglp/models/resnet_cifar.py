@@ -119,7 +119,7 @@ class CifarResNet(nn.Module):
 
     def prunable_units(self) -> list[tuple[str, nn.Module]]:
         """Residual blocks in forward order: unit i is `blocks.{i}`."""
-        return [(f"blocks.{i}", b) for i, b in enumerate(self.blocks) if isinstance(b, BasicBlock)]
+        return [(f"blocks.{name}", b) for name, b in self.blocks.named_children() if isinstance(b, BasicBlock)]
 
 
 def resnet20(num_classes: int = 10, in_channels: int = 3) -> CifarResNet:
