@@ -157,11 +157,26 @@ def test_cifar10_end_to_end_on_tiny_files(tmp_path):
 
     write_cifar(tmp_path / "data", 10, per_file=16)
     res = run(
-        tmp_path, "dataset=cifar10", f"dataset.splits.data_dir={tmp_path}/data", "dataset.splits.calib_size=16",
-        "dataset.splits.download=false", "model=resnet20", "pretrain_if_missing=true", "pretrain.epochs=1",
-        "pretrain.batch_size=16", f"checkpoint={tmp_path}/ckpt/model.pt", "calibration.batch_size=8",
-        "calibration.num_batches=2", "scorer.batch_size=8", "finetune.batch_size=16", "finetune.max_steps_per_epoch=2",
-        "segmenter.k=2", "search.keep=6", "latency.batch_sizes=[1]", "latency.min_run_time=0.05", "logger=none",
+        tmp_path,
+        "dataset=cifar10",
+        f"dataset.splits.data_dir={tmp_path}/data",
+        "dataset.splits.calib_size=16",
+        "dataset.splits.download=false",
+        "model=resnet20",
+        "pretrain_if_missing=true",
+        "pretrain.epochs=1",
+        "pretrain.batch_size=16",
+        f"checkpoint={tmp_path}/ckpt/model.pt",
+        "calibration.batch_size=8",
+        "calibration.num_batches=2",
+        "scorer.batch_size=8",
+        "finetune.batch_size=16",
+        "finetune.max_steps_per_epoch=2",
+        "segmenter.k=2",
+        "search.keep=6",
+        "latency.batch_sizes=[1]",
+        "latency.min_run_time=0.05",
+        "logger=none",
         "progress=false",
     )
     assert res.returncode == 0, res.stderr[-3000:]
