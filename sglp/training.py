@@ -57,7 +57,7 @@ def to_memory_format(model: nn.Module, channels_last: bool) -> nn.Module:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, desc: str = "eval", progress: bool = True) -> dict[str, float]:
-    """Top-1 accuracy (%) and mean cross-entropy of `model` over `batches` (eval mode)."""
+    """Top-1 accuracy (%) and mean cross-entropy of `model` over `batches` (eval mode); NaN without batches."""
     was_training = model.training
     model.eval()
     correct = total = 0
@@ -69,7 +69,9 @@ def evaluate(model: nn.Module, batches: Iterable, desc: str = "eval", progress: 
         correct += (logits.argmax(1) == y).sum().item()
         total += len(y)
     model.train(was_training)
-    return {"acc": 100.0 * correct / max(total, 1), "loss": loss_sum / max(total, 1)}
+    if not total:  # no batch at all: say so rather than report 0 %
+        return {"acc": float("nan"), "loss": float("nan")}
+    return {"acc": 100.0 * correct / total, "loss": loss_sum / total}
 
 
 def _save_atomic(obj: dict, path: Path) -> None:

@@ -182,3 +182,38 @@ def test_cifar10_end_to_end_on_tiny_files(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     row = json.loads((tmp_path / "run" / "row.json").read_text())
     assert row["dataset"] == "cifar10" and row["units_kept"] == 6 and row["flops_dense"] > 0
+
+
+def test_image_folder_end_to_end(tmp_path):
+    from test_image_folder import write_tree
+
+    write_tree(tmp_path / "data" / "imagenette2")
+    res = run(
+        tmp_path,
+        "dataset=imagenette2",
+        f"paths.data={tmp_path}/data",
+        "dataset.splits.image_size=32",
+        "dataset.splits.resize=36",
+        "dataset.splits.calib_size=6",
+        "dataset.splits.workers=0",
+        "model=resnet20",
+        "pretrain_if_missing=true",
+        "pretrain.epochs=1",
+        "pretrain.batch_size=4",
+        f"checkpoint={tmp_path}/ckpt/model.pt",
+        "calibration.batch_size=6",
+        "calibration.num_batches=1",
+        "scorer.batch_size=6",
+        "finetune.batch_size=4",
+        "finetune.max_steps_per_epoch=2",
+        "eval_batch_size=6",
+        "segmenter.k=2",
+        "search.keep=6",
+        "latency.batch_sizes=[1]",
+        "latency.min_run_time=0.05",
+        "logger=none",
+        "progress=false",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    row = json.loads((tmp_path / "run" / "row.json").read_text())
+    assert row["dataset"] == "imagenette2" and row["units_kept"] == 6

@@ -1,0 +1,108 @@
+"""ImageFolder datasets (ImageNet, Imagenette2, Imagewoof2): `root/train/<class>/*` and `root/val/<class>/*`.
+
+Streamed from disk with DataLoaders (ImageNet does not fit in memory). Training batches use
+RandomResizedCrop + horizontal flip; calibration and test batches Resize + CenterCrop. The
+calibration split is a fixed, seeded subset of the training tree, never trained on.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+from torchvision import datasets, transforms
+
+from sglp.errors import DataNotFoundError
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class Limited:
+    """An iterable of at most `max_batches` batches of a DataLoader, with a matching len()."""
+
+    def __init__(self, loader: DataLoader, max_batches: int | None) -> None:
+        self.loader, self.max_batches = loader, max_batches
+
+    def __len__(self) -> int:
+        n = len(self.loader)
+        return n if self.max_batches is None else min(n, self.max_batches)
+
+    def __iter__(self):
+        return itertools.islice(iter(self.loader), len(self))
+
+
+class FolderSplits:
+    """Train / calibration / test splits of an ImageFolder tree, with the same batch interface as
+    `sglp.data.batches.ImageSplits`."""
+
+    def __init__(
+        self,
+        root: str,
+        name: str = "imagefolder",
+        image_size: int = 224,
+        resize: int = 256,
+        calib_size: int = 5000,
+        split_seed: int = 1234,
+        workers: int = 4,
+        train_dir: str = "train",
+        test_dir: str = "val",
+    ) -> None:
+        root_path = Path(root).expanduser()
+        missing = [d for d in (train_dir, test_dir) if not (root_path / d).is_dir()]
+        if missing:
+            raise DataNotFoundError(
+                f"{name}: no {' or '.join(missing)} folder under {root_path}. Fix: extract the dataset so that "
+                f"{root_path}/{train_dir}/<class>/<images> and {root_path}/{test_dir}/<class>/<images> exist "
+                "(ImageNet's validation images sorted into class folders), and set dataset.splits.root."
+            )
+        normalise = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        self.train_tf = transforms.Compose(
+            [
+                transforms.RandomResizedCrop(image_size),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                normalise,
+            ]
+        )
+        self.eval_tf = transforms.Compose(
+            [transforms.Resize(resize), transforms.CenterCrop(image_size), transforms.ToTensor(), normalise]
+        )
+        self.train_set = datasets.ImageFolder(str(root_path / train_dir), self.train_tf)
+        self.calib_set = datasets.ImageFolder(str(root_path / train_dir), self.eval_tf)
+        self.test_set = datasets.ImageFolder(str(root_path / test_dir), self.eval_tf)
+        if self.train_set.classes != self.test_set.classes:
+            raise DataNotFoundError(f"{name}: {train_dir}/ and {test_dir}/ have different class folders")
+        n = len(self.train_set)
+        if not 0 < calib_size < n:
+            raise DataNotFoundError(f"{name}: calib_size={calib_size} must be between 1 and {n - 1} (training images)")
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed)).tolist()
+        self.calib_indices, self.train_indices = perm[:calib_size], perm[calib_size:]
+        self.name, self.workers = name, workers
+        self.num_classes = len(self.train_set.classes)
+        self.input_shape = (3, image_size, image_size)
+
+    def _loader(self, dataset, batch_size: int, shuffle_seed: int | None, drop_last: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(shuffle_seed) if shuffle_seed is not None else None
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle_seed is not None,
+            generator=generator,
+            num_workers=self.workers,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=drop_last,
+            persistent_workers=False,
+        )
+
+    def train_batches(self, batch_size: int, seed: int = 0, epoch: int = 0, max_batches: int | None = None) -> Limited:
+        """Shuffled, augmented; the order depends only on (seed, epoch), so resumed runs see the same data."""
+        loader = self._loader(Subset(self.train_set, self.train_indices), batch_size, seed * 100_003 + epoch, True)
+        return Limited(loader, max_batches)
+
+    def calib_batches(self, batch_size: int, max_batches: int | None = None, seed: int = 0) -> Limited:
+        return Limited(self._loader(Subset(self.calib_set, self.calib_indices), batch_size, seed, True), max_batches)
+
+    def test_batches(self, batch_size: int = 500, max_batches: int | None = None) -> Limited:
+        return Limited(self._loader(self.test_set, batch_size, None, False), max_batches)
