@@ -37,3 +37,16 @@ def test_default_is_resnet56_fashion_mnist_fisher_gradnorm():
     assert (cfg.model.name, cfg.dataset.name, cfg.mode) == ("resnet56", "fashion_mnist", "prune")
     assert cfg.logger.mode == "offline"
     assert cfg.segmenter._target_.endswith("FisherSegmenter") and cfg.scorer._target_.endswith("GradNormScorer")
+
+
+DATASETS = sorted(p.stem for p in (CONFIGS / "dataset").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("option", DATASETS)
+def test_dataset_option_composes_with_the_keys_the_pipeline_needs(option):
+    cfg = compose_with(f"dataset={option}", "paths.root=/tmp/sglp-test")
+    assert cfg.dataset.name == option
+    assert cfg.dataset.num_classes >= 2 and cfg.dataset.channels in (1, 3)
+    assert cfg.dataset.splits._target_.startswith("sglp.data.")
+    # the model config picks up the dataset's shape
+    assert cfg.model.net.num_classes == cfg.dataset.num_classes and cfg.model.net.in_channels == cfg.dataset.channels
