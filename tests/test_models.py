@@ -1,0 +1,82 @@
+"""Every model yaml: each single prunable unit removes for real (a new yaml is tested automatically)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from torch import nn
+
+from sglp.metrics import count_parameters
+from sglp.models.vgg_cifar import ChannelPad, ConvBNReLU, vgg16_bn
+from sglp.surgery import remove_layers
+from sglp.units import prunable_units
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+MODELS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
+
+
+def check_single_removals(option: str, every: bool) -> None:
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={option}", "paths.root=/tmp/sglp-test"])
+    torch.manual_seed(0)
+    model = instantiate(cfg.model.net).eval()
+    x = torch.randn(2, cfg.dataset.channels, 28, 28)
+    units = prunable_units(model)
+    assert len(units) >= 2
+    n = len(units)
+    chosen = range(n) if every else sorted({round(j * (n - 1) / 5) for j in range(6)})  # first, last, between
+    for i in chosen:
+        pruned = remove_layers(model, [i]).eval()
+        assert type(pruned) is type(model)
+        assert count_parameters(pruned) == count_parameters(model) - count_parameters(units[i][1])
+        with torch.no_grad():
+            assert pruned(x).shape == (2, cfg.dataset.num_classes)
+
+
+@pytest.mark.parametrize("option", MODELS)
+def test_single_unit_removals_give_a_smaller_working_model(option):
+    check_single_removals(option, every=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", MODELS)
+def test_every_single_unit_removal(option):
+    check_single_removals(option, every=True)
+
+
+def identity_layer(unit: ConvBNReLU) -> None:
+    """conv = identity on the first c_in channels (zero elsewhere), BN = identity: the unit maps x
+    (non-negative, after a ReLU) to its zero-padded self."""
+    c_out, c_in = unit.conv.out_channels, unit.conv.in_channels
+    with torch.no_grad():
+        unit.conv.weight.zero_()
+        for c in range(min(c_in, c_out)):
+            unit.conv.weight[c, c, 1, 1] = 1.0
+        unit.bn.weight.fill_(1.0)
+        unit.bn.bias.zero_()
+        unit.bn.running_mean.zero_()
+        unit.bn.running_var.fill_(1.0 - unit.bn.eps)
+
+
+@pytest.mark.parametrize("index", [0, 1, 3])  # features.1 (64->64), features.3 (64->128, padded), features.5
+def test_vgg_identity_layer_removal_is_exact(index):
+    torch.manual_seed(1)
+    model = vgg16_bn(10, 3)
+    unit = prunable_units(model)[index][1]
+    identity_layer(unit)
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    pruned = remove_layers(model, [index]).eval()
+    if unit.conv.in_channels != unit.conv.out_channels:
+        assert any(isinstance(m, ChannelPad) for m in pruned.features)
+    with torch.no_grad():
+        assert torch.allclose(model(x), pruned(x), atol=1e-5)
+
+
+def test_vgg_units_exclude_the_first_layer():
+    model = vgg16_bn(10, 3)
+    names = [n for n, _ in prunable_units(model)]
+    assert len(names) == 12 and names[0] == "features.1"
+    assert not isinstance(model.features[0], nn.Identity)
