@@ -4,7 +4,7 @@
 
 Blocks are delimited by `<!-- NAME:start -->` / `<!-- NAME:end -->`:
 - `demo`: results/demo.md (the demo's row, rendered by scripts/render_row.py);
-- `checkpoint`: the committed backbone's metadata and per-epoch log;
+- `checkpoint`: every committed backbone's metadata and per-epoch log;
 - `scorer_study`, `bench_search`, `segment_spaces`: the matching results/*.md, without their title line.
 """
 
@@ -17,29 +17,35 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-CKPT_DIR = ROOT / "checkpoints" / "resnet56_fashion_mnist"
 
 
 def checkpoint_block() -> str:
-    meta = torch.load(CKPT_DIR / "model.pt", map_location="cpu", weights_only=True)["meta"]
-    with open(CKPT_DIR / "train_log.csv") as f:
-        epochs = list(csv.DictReader(f))
-    lines = [
-        f"`checkpoints/resnet56_fashion_mnist/model.pt`, made by `{meta['command']}` (seed {meta['seed']}, "
-        f"commit {meta['git_commit']}): **{meta['test_acc']:.2f} % test accuracy** on the 10k Fashion-MNIST "
-        f"test set after {meta['epochs']} epochs, {meta['wall_seconds'] / 60:.0f} min on this 2-core CPU. "
-        "Its resolved config (`config.yaml`), log (`pretrain.log`) and per-epoch metrics (`train_log.csv`) "
-        "sit beside it; `make pretrain` re-creates it.",
-        "",
-        "| epoch | train loss | train acc. (%) | calibration acc. (%) | seconds | img/s |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {e['epoch']} | {float(e['train_loss']):.3f} | {float(e['train_acc']):.2f} | {float(e['calib_acc']):.2f} | "
-        f"{float(e['seconds']):.0f} | {float(e['img_per_s']):.0f} |"
-        for e in epochs
-    ]
-    return "\n".join(lines)
+    """A summary row per committed backbone, then each one's per-epoch log."""
+    dirs = sorted(p.parent for p in (ROOT / "checkpoints").glob("*/model.pt"))
+    summary = ["| checkpoint | test acc. (%) | epochs | wall time (min) | made by |", "|---|---|---|---|---|"]
+    logs = []
+    for d in dirs:
+        meta = torch.load(d / "model.pt", map_location="cpu", weights_only=True)["meta"]
+        rel = d.relative_to(ROOT)
+        summary.append(
+            f"| `{rel}/model.pt` | **{meta['test_acc']:.2f}** | {meta['epochs']} | "
+            f"{meta['wall_seconds'] / 60:.0f} | `{meta['command']}` (seed {meta['seed']}) |"
+        )
+        with open(d / "train_log.csv") as f:
+            epochs = list(csv.DictReader(f))
+        logs += [
+            f"`{rel}` per epoch:",
+            "",
+            "| epoch | train loss | train acc. (%) | calibration acc. (%) | seconds | img/s |",
+            "|---|---|---|---|---|---|",
+        ]
+        logs += [
+            f"| {e['epoch']} | {float(e['train_loss']):.3f} | {float(e['train_acc']):.2f} | "
+            f"{float(e['calib_acc']):.2f} | {float(e['seconds']):.0f} | {float(e['img_per_s']):.0f} |"
+            for e in epochs
+        ]
+        logs.append("")
+    return "\n".join(summary + [""] + logs).strip()
 
 
 def result_body(name: str) -> str:
