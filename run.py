@@ -31,7 +31,7 @@ def slug(text: str, max_len: int = 100) -> str:
 OmegaConf.register_new_resolver("slug", slug, replace=True)
 
 
-MODES = ("prune", "pretrain")
+MODES = ("prune", "pretrain", "evaluate")
 
 
 def command_line() -> str:
@@ -53,6 +53,21 @@ def run(cfg: DictConfig) -> dict:
     logger = instantiate(cfg.logger)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tags = [cfg.mode, cfg.model.name, cfg.dataset.name]
+
+    if cfg.mode == "evaluate":  # a pruned model saved by a prune run, on the test split
+        from sglp.checkpoint import load_pruned
+        from sglp.training import evaluate
+
+        if not cfg.pruned_model:
+            raise InvalidArgument("mode=evaluate needs pruned_model=<run dir>/pruned_model.pt")
+        pruned = load_pruned(net, cfg.pruned_model)
+        result = evaluate(pruned, data.test_batches(cfg.eval_batch_size, cfg.eval_max_batches), "test", cfg.progress)
+        result["params"] = sum(p.numel() for p in pruned.parameters())
+        print(
+            f"{cfg.pruned_model}: test accuracy {result['acc']:.2f} %, loss {result['loss']:.4f}, "
+            f"{result['params']:,} parameters"
+        )
+        return result
 
     if cfg.mode == "pretrain" or (cfg.pretrain_if_missing and not os.path.exists(cfg.checkpoint)):
         logger.start(f"pretrain-{cfg.model.name}-{cfg.dataset.name}", resolved, run_dir, tags)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sglp.errors import CheckpointError
+from sglp.errors import CheckpointError, InvalidArgument
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, **meta: Any) -> Path:
@@ -41,15 +41,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
     """Load weights into `model` (strict); returns the checkpoint's metadata."""
     obj = load_checkpoint(path)
+    _load_state(model, obj["state_dict"], path)
+    return obj.get("meta", {})
+
+
+def _load_state(model: nn.Module, state: dict, path: str | Path) -> None:
     try:
-        model.load_state_dict(obj["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise CheckpointError(
             f"checkpoint {path} does not fit {type(model).__name__} ({first}). "
             "Fix: choose the model/dataset it was trained for, or another checkpoint."
         ) from e
-    return obj.get("meta", {})
 
 
 def load_pruned(dense: nn.Module, path: str | Path) -> nn.Module:
@@ -61,6 +65,9 @@ def load_pruned(dense: nn.Module, path: str | Path) -> nn.Module:
     removed = obj.get("meta", {}).get("removed")
     if removed is None:
         raise CheckpointError(f"{path} records no removed units: it is not a pruned model")
-    pruned = remove_layers(dense, removed)
-    pruned.load_state_dict(obj["state_dict"])
+    try:
+        pruned = remove_layers(dense, removed)
+    except InvalidArgument as e:
+        raise CheckpointError(f"{path} was pruned from another architecture ({e})") from e
+    _load_state(pruned, obj["state_dict"], path)
     return pruned

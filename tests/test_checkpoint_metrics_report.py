@@ -41,6 +41,15 @@ def test_pruned_model_round_trip(tmp_path):
         assert torch.equal(pruned(x), loaded(x))
 
 
+def test_pruned_model_for_another_architecture_is_a_clear_error(tmp_path):
+    save_checkpoint(tmp_path / "p.pt", remove_layers(resnet20(10, 1), [1]), removed=[1])
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_pruned(resnet56(10, 1), tmp_path / "p.pt")
+    save_checkpoint(tmp_path / "q.pt", remove_layers(resnet56(10, 1), [30 - 10]), removed=[20])
+    with pytest.raises(CheckpointError, match="another architecture"):
+        load_pruned(resnet20(10, 1), tmp_path / "q.pt")
+
+
 def test_flops_match_textbook_formula():
     """Conv: 2 * Cin * Cout * k^2 * Hout * Wout FLOPs (2 per multiply-add); linear: 2 * in * out."""
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(8 * 10 * 10, 5))

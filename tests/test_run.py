@@ -96,6 +96,18 @@ def test_end_to_end_row_table_model_and_wandb(tmp_path, tiny_checkpoint):
     pruned = load_pruned(resnet20(10, 1), run_dir / "pruned_model.pt")
     assert sum(p.numel() for p in pruned.parameters()) == row["params_pruned"]
     assert pruned(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    # and through the entry point: the same test accuracy as the prune run recorded
+    res = run(
+        tmp_path / "eval",
+        "mode=evaluate",
+        "model=resnet20",
+        f"pruned_model={run_dir}/pruned_model.pt",
+        "eval_max_batches=1",
+        "logger=none",
+        "progress=false",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"test accuracy {row['pruned_acc']:.2f} %" in res.stdout
 
 
 @pytest.mark.parametrize(
