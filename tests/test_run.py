@@ -164,68 +164,61 @@ def test_unknown_option_is_hydras_message(tmp_path):
     assert res.returncode != 0 and "resnet999" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_cifar10_end_to_end_on_tiny_files(tmp_path):
-    from test_cifar import write_cifar
-
-    write_cifar(tmp_path / "data", 10, per_file=16)
+def tiny_dataset_run(tmp_path: Path, dataset: str, batch: int, *overrides: str) -> dict:
+    """run.py on a tiny dataset: pretrain a ResNet-20 in place, prune 9 -> 6 units; returns the row."""
     res = run(
         tmp_path,
-        "dataset=cifar10",
-        f"dataset.splits.data_dir={tmp_path}/data",
-        "dataset.splits.calib_size=16",
-        "dataset.splits.download=false",
+        f"dataset={dataset}",
         "model=resnet20",
         "pretrain_if_missing=true",
         "pretrain.epochs=1",
-        "pretrain.batch_size=16",
+        f"pretrain.batch_size={batch}",
         f"checkpoint={tmp_path}/ckpt/model.pt",
-        "calibration.batch_size=8",
-        "calibration.num_batches=2",
-        "scorer.batch_size=8",
-        "finetune.batch_size=16",
+        f"calibration.batch_size={batch}",
+        "calibration.num_batches=1",
+        f"scorer.batch_size={batch}",
+        f"finetune.batch_size={batch}",
         "finetune.max_steps_per_epoch=2",
+        f"eval_batch_size={batch}",
         "segmenter.k=2",
         "search.keep=6",
         "latency.batch_sizes=[1]",
         "latency.min_run_time=0.05",
         "logger=none",
         "progress=false",
+        *overrides,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     row = json.loads((tmp_path / "run" / "row.json").read_text())
-    assert row["dataset"] == "cifar10" and row["units_kept"] == 6 and row["flops_dense"] > 0
+    assert row["dataset"] == dataset and row["units_kept"] == 6 and row["flops_dense"] > 0
+    return row
+
+
+def test_cifar10_end_to_end_on_tiny_files(tmp_path):
+    from test_cifar import write_cifar
+
+    write_cifar(tmp_path / "data", 10, per_file=16)
+    tiny_dataset_run(
+        tmp_path,
+        "cifar10",
+        8,
+        f"dataset.splits.data_dir={tmp_path}/data",
+        "dataset.splits.calib_size=16",
+        "dataset.splits.download=false",
+    )
 
 
 def test_image_folder_end_to_end(tmp_path):
     from test_image_folder import write_tree
 
     write_tree(tmp_path / "data" / "imagenette2")
-    res = run(
+    tiny_dataset_run(
         tmp_path,
-        "dataset=imagenette2",
+        "imagenette2",
+        6,
         f"paths.data={tmp_path}/data",
         "dataset.splits.image_size=32",
         "dataset.splits.resize=36",
         "dataset.splits.calib_size=6",
         "dataset.splits.workers=0",
-        "model=resnet20",
-        "pretrain_if_missing=true",
-        "pretrain.epochs=1",
-        "pretrain.batch_size=4",
-        f"checkpoint={tmp_path}/ckpt/model.pt",
-        "calibration.batch_size=6",
-        "calibration.num_batches=1",
-        "scorer.batch_size=6",
-        "finetune.batch_size=4",
-        "finetune.max_steps_per_epoch=2",
-        "eval_batch_size=6",
-        "segmenter.k=2",
-        "search.keep=6",
-        "latency.batch_sizes=[1]",
-        "latency.min_run_time=0.05",
-        "logger=none",
-        "progress=false",
     )
-    assert res.returncode == 0, res.stderr[-3000:]
-    row = json.loads((tmp_path / "run" / "row.json").read_text())
-    assert row["dataset"] == "imagenette2" and row["units_kept"] == 6

@@ -92,6 +92,21 @@ class ImageSplits:
     crop_pad: int = 0
     flip: bool = False
 
+    @classmethod
+    def from_train_test(
+        cls,
+        name: str,
+        train: tuple[torch.Tensor, torch.Tensor],
+        test: tuple[torch.Tensor, torch.Tensor],
+        calib_size: int,
+        split_seed: int,
+        **kw,
+    ) -> ImageSplits:
+        """Splits from the training files and the test files, carving the calibration set (seeded) out of
+        the training files. `kw`: num_classes, mean, std, crop_pad, flip."""
+        tr_x, tr_y, ca_x, ca_y = split_calibration(*train, calib_size, split_seed)
+        return cls(name, tr_x, tr_y, ca_x, ca_y, *test, **kw)
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_images.shape[1:])  # type: ignore[return-value]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sglp.data.batches import ImageSplits, split_calibration
+from sglp.data.batches import ImageSplits
 from sglp.errors import DataNotFoundError
 
 VARIANTS = {
@@ -86,17 +86,12 @@ def load_cifar(
         raise DataNotFoundError(f"CIFAR has 10 or 100 classes, got num_classes={num_classes}")
     spec = VARIANTS[num_classes]
     folder = find_cifar(data_dir, num_classes, download)
-    images, labels = read_batches(folder, spec["train"], spec["labels"])
-    tr_x, tr_y, ca_x, ca_y = split_calibration(images, labels, calib_size, split_seed)
-    te_x, te_y = read_batches(folder, spec["test"], spec["labels"])
-    return ImageSplits(
-        name=f"cifar{num_classes}",
-        train_images=tr_x,
-        train_labels=tr_y,
-        calib_images=ca_x,
-        calib_labels=ca_y,
-        test_images=te_x,
-        test_labels=te_y,
+    return ImageSplits.from_train_test(
+        f"cifar{num_classes}",
+        read_batches(folder, spec["train"], spec["labels"]),
+        read_batches(folder, spec["test"], spec["labels"]),
+        calib_size,
+        split_seed,
         num_classes=num_classes,
         mean=spec["mean"],
         std=spec["std"],

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sglp.data.batches import ImageSplits, split_calibration
+from sglp.data.batches import ImageSplits
 from sglp.errors import DataNotFoundError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -95,17 +95,17 @@ def load_fashion_mnist(
     """
     paths = find_fashion_mnist(data_dir, download, search_system)
     arrays = {k: read_idx(p) for k, p in paths.items()}
-    images = torch.from_numpy(arrays["train_images"].copy()).unsqueeze(1)
-    labels = torch.from_numpy(arrays["train_labels"].astype(np.int64))
-    tr_x, tr_y, ca_x, ca_y = split_calibration(images, labels, calib_size, split_seed)
-    return ImageSplits(
-        name="fashion_mnist",
-        train_images=tr_x,
-        train_labels=tr_y,
-        calib_images=ca_x,
-        calib_labels=ca_y,
-        test_images=torch.from_numpy(arrays["test_images"].copy()).unsqueeze(1),
-        test_labels=torch.from_numpy(arrays["test_labels"].astype(np.int64)),
+
+    def tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.from_numpy(arrays[f"{split}_images"].copy()).unsqueeze(1)
+        return images, torch.from_numpy(arrays[f"{split}_labels"].astype(np.int64))
+
+    return ImageSplits.from_train_test(
+        "fashion_mnist",
+        tensors("train"),
+        tensors("test"),
+        calib_size,
+        split_seed,
         num_classes=10,
         mean=MEAN,
         std=STD,
