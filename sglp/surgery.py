@@ -17,7 +17,8 @@ def remove_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
 
     Each removed unit is replaced by its bypass; bypasses that are `nn.Identity` inside an
     `nn.Sequential` are dropped, so the pruned network has no dead entries, and the remaining
-    children keep their names (so `layer1.2` stays `layer1.2` in the state dict). The input
+    children keep their names (so `layer1.2` stays `layer1.2` in the state dict). A model may define
+    `after_removal()` to tidy its structure afterwards (VGG folds channel padding into the next conv). The input
     model is left untouched. The result records the removed indices (relative to its
     own input) in `pruned_from_units`.
     """
@@ -37,5 +38,7 @@ def remove_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
         if parent_name and isinstance(parent, nn.Sequential):
             kept = OrderedDict((n, m) for n, m in parent.named_children() if not isinstance(m, nn.Identity))
             set_submodule(pruned, parent_name, nn.Sequential(kept))  # children keep their names
+    if hasattr(pruned, "after_removal"):  # optional adapter hook: tidy the structure after removal
+        pruned.after_removal()
     pruned.pruned_from_units = {"units_total": len(units), "removed": removed}
     return pruned

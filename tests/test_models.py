@@ -30,7 +30,8 @@ def check_single_removals(option: str, every: bool) -> None:
     for i in chosen:
         pruned = remove_layers(model, [i]).eval()
         assert type(pruned) is type(model)
-        assert count_parameters(pruned) == count_parameters(model) - count_parameters(units[i][1])
+        # surgery removes the unit, and may tidy more (VGG slices the next conv), never less
+        assert count_parameters(pruned) <= count_parameters(model) - count_parameters(units[i][1])
         with torch.no_grad():
             assert pruned(x).shape == (2, cfg.dataset.num_classes)
 
@@ -60,10 +61,12 @@ def identity_layer(unit: ConvBNReLU) -> None:
         unit.bn.running_var.fill_(1.0 - unit.bn.eps)
 
 
-@pytest.mark.parametrize("index", [0, 1, 3])  # features.1 (64->64), features.3 (64->128, padded), features.5
+@pytest.mark.parametrize(
+    "index", [0, 1, 3]
+)  # features.1 (64->64); features.3 (64->128) and features.6 (128->256), padded
 def test_vgg_identity_layer_removal_is_exact(index):
     torch.manual_seed(1)
-    model = vgg16_bn(10, 3)
+    model = vgg16_bn(10, 3, channel_fix="pad")  # keep the padding bypass as the surgery result
     unit = prunable_units(model)[index][1]
     identity_layer(unit)
     model.eval()
@@ -80,3 +83,36 @@ def test_vgg_units_exclude_the_first_layer():
     names = [n for n, _ in prunable_units(model)]
     assert len(names) == 12 and names[0] == "features.1"
     assert not isinstance(model.features[0], nn.Identity)
+
+
+@pytest.mark.parametrize("removed", [[1], [1, 2], [1, 2, 3], [0, 4, 7, 11]])
+def test_vgg_slice_is_exactly_the_padded_network_with_fewer_parameters(removed, tmp_path):
+    from sglp.checkpoint import load_pruned, save_checkpoint
+
+    torch.manual_seed(2)
+    model = vgg16_bn(10, 3)
+    for m in model.modules():  # non-trivial BN statistics
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    model_pad = vgg16_bn(10, 3, channel_fix="pad")
+    model_pad.load_state_dict(model.state_dict())
+    padded, sliced = remove_layers(model_pad, removed).eval(), remove_layers(model, removed).eval()
+    assert not any(isinstance(m, ChannelPad) for m in sliced.features)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(padded(x), sliced(x), atol=1e-4)
+    if 1 in removed or 3 in removed or 6 in removed:  # a widening layer went: the slice saved weights
+        assert count_parameters(sliced) < count_parameters(padded)
+    save_checkpoint(tmp_path / "p.pt", sliced, removed=removed)
+    with torch.no_grad():
+        assert torch.equal(load_pruned(vgg16_bn(10, 3), tmp_path / "p.pt").eval()(x), sliced(x))
+
+
+def test_vgg_reinit_recreates_the_next_conv():
+    torch.manual_seed(3)
+    model = vgg16_bn(10, 3, channel_fix="reinit")
+    pruned = remove_layers(model, [1]).eval()  # features.3 (64 -> 128) removed; features.4 now takes 64
+    assert pruned.features[3].conv.in_channels == 64
+    assert not torch.equal(pruned.features[3].conv.weight, model.features[4].conv.weight[:, :64])
+    assert pruned(torch.randn(1, 3, 32, 32)).shape == (1, 10)

@@ -1,20 +1,32 @@
 """VGG with BatchNorm for small images (Simonyan & Zisserman 2015; the CIFAR variant of Liu et al. 2017).
 
-The prunable unit is one conv3x3 + BN + ReLU layer (13 in VGG-16, 16 in VGG-19). Removing a layer
-whose input and output widths are equal leaves the identity. Where they differ (the first layer of
-a stage), the removed layer is replaced by a parameter-free channel zero-padding (as option-A
-ResNet shortcuts do): the next layer keeps its pretrained weights and the padded channels add
-nothing to its output. (LayerPrune instead re-initialises the next conv for the narrower input; not
-implemented yet.) Max-pooling uses ceil_mode so that 28x28 inputs survive five poolings.
+The prunable unit is one conv3x3 + BN + ReLU layer (12 of the 13 in VGG-16, 15 of 16 in VGG-19;
+the first stays). Removing a layer whose input and output widths are equal leaves the identity.
+Where they differ (the first layer of a stage), the removed layer is replaced by a parameter-free
+channel zero-padding (as option-A ResNet shortcuts do); candidate networks are scored that way.
+After real surgery, `channel_fix` decides what becomes of the padding:
+
+- `slice` (default): the next conv drops the weights of the padded input channels. Those channels
+  are always zero, so the output is *exactly* that of the padded network, with fewer parameters.
+- `reinit`: LayerPrune's choice, the next conv is re-created (freshly initialised) for the narrower
+  input. Changes the function; fine-tuning has to recover it.
+- `pad`: keep the padding as is.
+
+Max-pooling uses ceil_mode so that 28x28 inputs survive five poolings.
 """
 
 from __future__ import annotations
+
+import logging
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sglp.errors import UnsupportedModelError
+from sglp.errors import InvalidArgument, UnsupportedModelError
+
+log = logging.getLogger(__name__)
 
 CONFIGS = {
     16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
@@ -56,14 +68,22 @@ class ConvBNReLU(nn.Module):
         raise UnsupportedModelError(f"cannot bypass a layer that narrows {c_in} -> {c_out} channels")
 
 
-class CifarVGG(nn.Module):
-    """VGG-BN: `features` holds the units and the poolings in forward order; unit i is the i-th
-    ConvBNReLU (from 0). The first unit changes the input's channel count and stays (not prunable)."""
+CHANNEL_FIXES = ("slice", "reinit", "pad")
 
-    def __init__(self, depth: int = 16, num_classes: int = 10, in_channels: int = 3) -> None:
+
+class CifarVGG(nn.Module):
+    """VGG-BN: `features` holds the layers and the poolings in forward order; unit i is the (i+1)-th
+    ConvBNReLU, counted from 0 (the first layer maps the image's channels and is not prunable)."""
+
+    def __init__(
+        self, depth: int = 16, num_classes: int = 10, in_channels: int = 3, channel_fix: str = "slice"
+    ) -> None:
         super().__init__()
         if depth not in CONFIGS:
             raise ValueError(f"VGG depth must be one of {sorted(CONFIGS)}, got {depth}")
+        if channel_fix not in CHANNEL_FIXES:
+            raise InvalidArgument(f"model channel_fix={channel_fix!r}: choose one of {CHANNEL_FIXES}")
+        self.channel_fix = channel_fix
         layers: list[nn.Module] = []
         channels = in_channels
         for v in CONFIGS[depth]:
@@ -82,15 +102,52 @@ class CifarVGG(nn.Module):
         x = self.features(x)
         return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
+    def after_removal(self) -> None:
+        """Resolve each ChannelPad left by surgery into the next conv (see the module docstring)."""
+        if self.channel_fix == "pad":
+            return
+        layers = list(self.features.named_children())
+        i = 0
+        while i < len(layers):
+            name, pad = layers[i]
+            if not isinstance(pad, ChannelPad):
+                i += 1
+                continue
+            j = next(j for j in range(i + 1, len(layers)) if isinstance(layers[j][1], ChannelPad | ConvBNReLU))
+            nxt_name, nxt = layers[j]
+            if isinstance(nxt, ChannelPad):  # two pads in a row: one pad from the first width to the last
+                layers[j] = (nxt_name, ChannelPad(pad.in_channels, nxt.out_channels))
+            else:
+                layers[j] = (nxt_name, self._narrowed(nxt, pad.in_channels))
+                log.info(
+                    "VGG surgery: %s now takes %d input channels (%s)", nxt_name, pad.in_channels, self.channel_fix
+                )
+            del layers[i]
+        self.features = nn.Sequential(OrderedDict(layers))
+
+    def _narrowed(self, layer: ConvBNReLU, in_channels: int) -> ConvBNReLU:
+        new = ConvBNReLU(in_channels, layer.conv.out_channels)
+        if self.channel_fix == "slice":
+            with torch.no_grad():
+                new.conv.weight.copy_(layer.conv.weight[:, :in_channels])
+            new.bn.load_state_dict(layer.bn.state_dict())
+        else:  # reinit, as LayerPrune
+            nn.init.kaiming_normal_(new.conv.weight, mode="fan_out", nonlinearity="relu")
+        return (
+            new.to(memory_format=torch.channels_last)
+            if layer.conv.weight.is_contiguous(memory_format=torch.channels_last)
+            else new
+        )
+
     def prunable_units(self) -> list[tuple[str, nn.Module]]:
         """ConvBNReLU layers in forward order, except the first (it maps the image's channels)."""
         units = [(f"features.{n}", m) for n, m in self.features.named_children() if isinstance(m, ConvBNReLU)]
         return units[1:]
 
 
-def vgg16_bn(num_classes: int = 10, in_channels: int = 3) -> CifarVGG:
-    return CifarVGG(16, num_classes, in_channels)
+def vgg16_bn(num_classes: int = 10, in_channels: int = 3, channel_fix: str = "slice") -> CifarVGG:
+    return CifarVGG(16, num_classes, in_channels, channel_fix)
 
 
-def vgg19_bn(num_classes: int = 10, in_channels: int = 3) -> CifarVGG:
-    return CifarVGG(19, num_classes, in_channels)
+def vgg19_bn(num_classes: int = 10, in_channels: int = 3, channel_fix: str = "slice") -> CifarVGG:
+    return CifarVGG(19, num_classes, in_channels, channel_fix)
