@@ -8,8 +8,8 @@ After real surgery, `channel_fix` decides what becomes of the padding:
 
 - `slice` (default): the next conv drops the weights of the padded input channels. Those channels
   are always zero, so the output is *exactly* that of the padded network, with fewer parameters.
-- `reinit`: LayerPrune's choice, the next conv is re-created (freshly initialised) for the narrower
-  input. Changes the function; fine-tuning has to recover it.
+- `reinit`: LayerPrune's choice, the next layer (conv + BN) is re-created, freshly initialised, for
+  the narrower input. Changes the function; fine-tuning has to recover it.
 - `pad`: keep the padding as is.
 
 Max-pooling uses ceil_mode so that 28x28 inputs survive five poolings.
@@ -113,7 +113,10 @@ class CifarVGG(nn.Module):
             if not isinstance(pad, ChannelPad):
                 i += 1
                 continue
-            j = next(j for j in range(i + 1, len(layers)) if isinstance(layers[j][1], ChannelPad | ConvBNReLU))
+            j = next((j for j in range(i + 1, len(layers)) if isinstance(layers[j][1], ChannelPad | ConvBNReLU)), None)
+            if j is None:  # nothing to fold into: keep the padding
+                i += 1
+                continue
             nxt_name, nxt = layers[j]
             if isinstance(nxt, ChannelPad):  # two pads in a row: one pad from the first width to the last
                 layers[j] = (nxt_name, ChannelPad(pad.in_channels, nxt.out_channels))
