@@ -15,6 +15,8 @@ from torch import nn
 from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
 
+from sglp.modes import eval_mode
+
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
@@ -26,12 +28,9 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
     Counts matmul/conv (2 FLOPs per multiply-add); element-wise ops (BN, ReLU, adds) are not counted.
     """
-    was_training = model.training
-    model.eval()
     counter = FlopCounterMode(display=False)
-    with counter:
+    with eval_mode(model), counter:
         model(torch.zeros(1, *input_shape))
-    model.train(was_training)
     return int(counter.get_total_flops())
 
 
@@ -50,14 +49,12 @@ def measure_latency(
     explicitly (default: all cores), warm up, then take the median of `blocked_autorange`.
     """
     threads = threads or os.cpu_count() or 1
-    was_training = model.training
-    model.eval()
     x = torch.randn(batch_size, *input_shape).contiguous(memory_format=torch.channels_last)
-    for _ in range(warmup):
-        model(x)
-    timer = Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
-    median = timer.blocked_autorange(min_run_time=min_run_time).median
-    model.train(was_training)
+    with eval_mode(model):
+        for _ in range(warmup):
+            model(x)
+        timer = Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
+        median = timer.blocked_autorange(min_run_time=min_run_time).median
     return 1000.0 * median
 
 

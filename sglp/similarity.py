@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from sglp.activations import unit_output_hooks
 from sglp.errors import InvalidArgument
+from sglp.modes import eval_mode
 
 ESTIMATORS = ("biased", "unbiased")
 KERNELS = ("linear", "rbf")
@@ -157,17 +158,12 @@ class CKA:
     @torch.no_grad()
     def __call__(self, model: nn.Module, batches: Iterable, progress: bool = True) -> torch.Tensor:
         """(L, L) CKA matrix of unit outputs; unit i's output is what prunable unit i returns."""
-        was_training = model.training
-        model.eval()
         acc: CKAAccumulator | None = None
-        try:
-            with unit_output_hooks(model, lambda i, out: acc.add(i, out)) as num_units:  # type: ignore[union-attr]
-                acc = CKAAccumulator(num_units, self.estimator, self.kernel, self.sigma_frac)
-                for x, _ in tqdm(batches, desc="CKA", leave=False, disable=not progress):
-                    model(x.contiguous(memory_format=torch.channels_last))
-                    acc.end_batch()
-        finally:
-            model.train(was_training)
+        with eval_mode(model), unit_output_hooks(model, lambda i, out: acc.add(i, out)) as num_units:  # type: ignore[union-attr]
+            acc = CKAAccumulator(num_units, self.estimator, self.kernel, self.sigma_frac)
+            for x, _ in tqdm(batches, desc="CKA", leave=False, disable=not progress):
+                model(x.contiguous(memory_format=torch.channels_last))
+                acc.end_batch()
         if acc is None or not acc.batches:
             raise InvalidArgument("no calibration batch: the calibration split is smaller than one batch")
         return acc.matrix()

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from sglp.data.batches import ImageSplits
 from sglp.errors import CheckpointError
+from sglp.modes import eval_mode
 
 
 @dataclass
@@ -58,17 +59,14 @@ def to_memory_format(model: nn.Module, channels_last: bool) -> nn.Module:
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, desc: str = "eval", progress: bool = True) -> dict[str, float]:
     """Top-1 accuracy (%) and mean cross-entropy of `model` over `batches` (eval mode); NaN without batches."""
-    was_training = model.training
-    model.eval()
     correct = total = 0
     loss_sum = 0.0
-    for x, y in tqdm(batches, desc=desc, leave=False, disable=not progress):
-        x = x.contiguous(memory_format=torch.channels_last)
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        total += len(y)
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in tqdm(batches, desc=desc, leave=False, disable=not progress):
+            logits = model(x.contiguous(memory_format=torch.channels_last))
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            total += len(y)
     if not total:  # no batch at all: say so rather than report 0 %
         return {"acc": float("nan"), "loss": float("nan")}
     return {"acc": 100.0 * correct / total, "loss": loss_sum / total}

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sglp.errors import InvalidArgument
+from sglp.modes import eval_mode
 from sglp.scorers.base import CalibrationScorer, CalibrationSource
 from sglp.units import prunable_units, set_submodule, units_bypassed
 
@@ -28,18 +29,14 @@ def gradnorm(
     `logits` (one tensor per batch, computed from `model` in eval mode with a graph) may be given
     to reuse a shared prefix; otherwise they are computed here.
     """
-    was_training = model.training
-    model.eval()
     params = [p for p in model.parameters() if p.requires_grad]
     norms = []
-    try:
+    with eval_mode(model):
         outs = logits if logits is not None else [model(x) for x, _ in batches]
         for out, (_, y) in zip(outs, batches):
             loss = F.cross_entropy(out, y)
             grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=logits is not None)
             norms.append(torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None)).item())
-    finally:
-        model.train(was_training)
     return sum(norms) / len(norms)
 
 
@@ -96,12 +93,8 @@ class GradNormScorer(CalibrationScorer):
         kept: Sequence[int] | None = None,
     ) -> float:
         if self.init == "pretrained":
-            was_training = model.training
-            model.eval()  # the prefix is cached in eval mode too
-            try:
+            with eval_mode(model):  # the prefix is cached in eval mode too
                 return gradnorm(model, self.batches, self.logits(model, removed, segment, grad=True))
-            finally:
-                model.train(was_training)
         if self._twin is None or kept is None:
             raise InvalidArgument("scorer.init=paper needs prepare(calibration, model) and the segment's kept units")
         names = [n for n, _ in prunable_units(self._twin)]

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sglp.modes import eval_mode
 from sglp.scorers.base import CalibrationScorer
 
 
@@ -16,11 +17,7 @@ class LossScorer(CalibrationScorer):
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, removed: tuple[int, ...], segment=None, kept=None) -> float:
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             outs = self.logits(model, removed, segment, grad=False)
             total = sum(F.cross_entropy(out, y, reduction="sum").item() for out, (_, y) in zip(outs, self.batches))
-        finally:
-            model.train(was_training)
         return total / sum(len(y) for _, y in self.batches)
