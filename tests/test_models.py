@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import randomise_bn_statistics
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import nn
@@ -91,10 +92,7 @@ def test_vgg_slice_is_exactly_the_padded_network_with_fewer_parameters(removed, 
 
     torch.manual_seed(2)
     model = vgg16_bn(10, 3)
-    for m in model.modules():  # non-trivial BN statistics
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+    randomise_bn_statistics(model, 0.1)
     model_pad = vgg16_bn(10, 3, channel_fix="pad")
     model_pad.load_state_dict(model.state_dict())
     padded, sliced = remove_layers(model_pad, removed).eval(), remove_layers(model, removed).eval()

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import randomise_bn_statistics
 from torch import nn
 
 from sglp.errors import InvalidArgument, UnsupportedModelError
@@ -40,10 +41,7 @@ def make_block_identity(block: BasicBlock) -> None:
 def test_removing_identity_initialised_block_leaves_output_unchanged(index):
     torch.manual_seed(1)
     model = resnet56(10, 1)
-    for m in model.modules():  # non-trivial BN statistics
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
+    randomise_bn_statistics(model, 0.2)
     make_block_identity(model.blocks[index])
     model.eval()
     x = torch.randn(3, 1, 28, 28)
