@@ -9,7 +9,7 @@ export WANDB_SILENT ?= true
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install data demo test test-all lint pretrain clean
+.PHONY: help install data demo compare test test-all lint pretrain clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,22 @@ data: $(STAMP)  ## make sure Fashion-MNIST is available (Debian package when roo
 
 demo: data  ## SGLP end to end on ResNet-56 / Fashion-MNIST (offline, ~6 min on 2 CPU cores)
 	$(PY) run.py experiment=demo
+
+# Every method at the same depth (14 of 27 blocks kept), same data, same fine-tuning; rows keyed by config, so a
+# re-run skips what is done. COMPARE_SEEDS=0 make compare runs one seed.
+COMPARE_SEEDS ?= 0,1
+COMPARE_TABLE := results/baselines_fashion_mnist.csv
+COMPARE_CRITERIA := random,l1,l2,taylor,bn_gamma,feature_map,ensemble,imprint,linear_probe,block_influence,sr_init
+COMPARE := $(PY) run.py -m experiment=baselines results_table=$(COMPARE_TABLE) skip_existing=true progress=false \
+	seed=$(COMPARE_SEEDS)
+
+compare: data  ## every layer-pruning method on ResNet-56 / Fashion-MNIST (~3 min per run, 15 methods x seeds)
+	$(COMPARE) scorer=gradnorm,gradnorm_paper,random
+	$(COMPARE) segmenter=none scorer=$(COMPARE_CRITERIA)
+	$(COMPARE) strategy=fusion
+	$(PY) scripts/compare_table.py $(COMPARE_TABLE) --out results/baselines_fashion_mnist.md \
+		--plot results/baselines_fashion_mnist.png --command "make compare" \
+		--title "Layer-pruning methods on ResNet-56 / Fashion-MNIST, 14 of 27 blocks kept"
 
 test: data lint  ## lint, then the test suite (slow tests excluded)
 	$(PY) -m pytest -q

@@ -105,14 +105,22 @@ def run(cfg: DictConfig) -> dict:
         seed=cfg.seed,
         progress=cfg.progress,
     )
+    from sglp.report import config_key, row_exists
+
+    key = config_key(resolved, root=cfg.paths.root)
+    if cfg.skip_existing and cfg.results_table and row_exists(cfg.results_table, key):
+        log.info("skipped: %s already has a row for this config (config_key %s)", cfg.results_table, key)
+        print(f"skipped: {cfg.results_table} already has this run (config_key {key}); skip_existing=false reruns it")
+        return {"skipped": key}
+    strategy = instantiate(cfg.strategy)
+    choices = dict(HydraConfig.get().runtime.choices)
+    groups = ("strategy", *getattr(strategy, "label_groups", ()))
+    method = cfg.method or "/".join(str(choices.get(g)) for g in groups)
     row = run_pruning(
         net=net,
         data=data,
         checkpoint=cfg.checkpoint,
-        similarity=instantiate(cfg.similarity),
-        segmenter=instantiate(cfg.segmenter),
-        search=instantiate(cfg.search),
-        scorer=instantiate(cfg.scorer),
+        strategy=strategy,
         finetune=instantiate(cfg.finetune),
         settings=settings,
         run_dir=run_dir,
@@ -120,13 +128,15 @@ def run(cfg: DictConfig) -> dict:
         logger=logger,
         identity={
             "experiment": cfg.experiment,
-            "method": cfg.get("method", "sglp"),
+            "method": method,
             "model": cfg.model.name,
             "dataset": cfg.dataset.name,
             "seed": cfg.seed,
+            "config_key": key,
+            "options": {g: choices[g] for g in sorted(choices) if not g.startswith("hydra")},
         },
         config=resolved,
-        tags=tags,
+        tags=[*tags, method],
     )
     return row
 

@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 
 from sglp.checkpoint import load_weights
+from sglp.criteria.random import RandomUnits
 from sglp.data.fashion_mnist import load_fashion_mnist
 from sglp.metrics import spearman
 from sglp.models.resnet_cifar import resnet56
 from sglp.report import emit_report
 from sglp.scorers.gradnorm import GradNormScorer
 from sglp.scorers.loss import LossScorer
-from sglp.scorers.random import RandomScorer
 from sglp.search import SegmentSearch
 from sglp.segmentation import FisherSegmenter
 from sglp.similarity import CKA
@@ -66,7 +66,7 @@ def main() -> None:
             "gradnorm": GradNormScorer(args.score_batches, 64),
             "loss": LossScorer(args.score_batches, 64),
             "paper_init": GradNormScorer(args.score_batches, 64, init="paper", init_seed=seed),
-            "random": RandomScorer(seed),
+            "random": RandomUnits(seed),
         }
         for s in scorers.values():
             s.prepare(calib, model)

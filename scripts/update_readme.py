@@ -5,7 +5,8 @@
 Blocks are delimited by `<!-- NAME:start -->` / `<!-- NAME:end -->`:
 - `demo`: results/demo.md (the demo's row, rendered by scripts/render_row.py);
 - `checkpoint`: every committed backbone's metadata and per-epoch log;
-- `scorer_study`, `bench_search`, `segment_spaces`: the matching results/*.md, without their title line.
+- `scorer_study`, `bench_search`, `segment_spaces`, `baselines_fashion_mnist`: the matching results/*.md,
+  without their title line.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def result_body(name: str) -> str:
 
 def main() -> None:
     blocks = {"demo": result_body("demo"), "checkpoint": checkpoint_block()}
-    for name in ("scorer_study", "bench_search", "segment_spaces"):
+    for name in ("scorer_study", "bench_search", "segment_spaces", "baselines_fashion_mnist"):
         if (ROOT / "results" / f"{name}.md").exists():
             blocks[name] = result_body(name)
     readme = ROOT / "README.md"

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
 
-from sglp.modes import eval_mode
+from sglp.modes import channels_last, eval_mode
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -49,7 +49,7 @@ def measure_latency(
     explicitly (default: all cores), warm up, then take the median of `blocked_autorange`.
     """
     threads = threads or os.cpu_count() or 1
-    x = torch.randn(batch_size, *input_shape).contiguous(memory_format=torch.channels_last)
+    x = channels_last(torch.randn(batch_size, *input_shape))
     with eval_mode(model):
         for _ in range(warmup):
             model(x)

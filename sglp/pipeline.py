@@ -1,4 +1,4 @@
-"""The SGLP run: the method (`sglp_prune`) and the full job around it (`run_pruning`).
+"""The SGLP run: the method (`sglp_prune`, or the `SGLP` strategy) and the full job around any strategy (`run_pruning`).
 
 Plain functions over modules, data and configured components; `run.py` builds those from
 the Hydra config. Unit indices are 0-based in forward order everywhere (see sglp.units).
@@ -45,11 +45,12 @@ def timed(seconds: dict[str, float], name: str) -> Iterator[None]:
 
 @dataclass
 class PruneResult:
-    similarity: torch.Tensor  # (L, L) CKA of unit outputs
+    similarity: torch.Tensor | None  # (L, L) CKA of unit outputs, when the strategy computed it
     segments: list[list[int]]
     search: SearchResult
     pruned: nn.Module
     seconds: dict[str, float]
+    extra: dict[str, Any] = field(default_factory=dict)  # strategy-specific row entries
 
     @property
     def kept(self) -> list[int]:
@@ -64,12 +65,15 @@ def sglp_prune(
     model: nn.Module, calibration, similarity, segmenter, search, scorer, cka_batches, progress: bool = True
 ) -> PruneResult:
     """SGLP on a trained `model`: CKA of unit outputs on `cka_batches` -> `segmenter` -> per-segment
-    `search` scored by `scorer` (calibration(batch_size, num_batches) feeds it) -> real removal."""
+    `search` scored by `scorer` (calibration(batch_size, num_batches) feeds it) -> real removal.
+    A segmenter that ignores similarity (`needs_similarity = False`) skips the CKA stage."""
     seconds: dict[str, float] = {}
-    with timed(seconds, "similarity"):
-        sim = similarity(model, cka_batches, progress=progress)
+    sim = None
+    if getattr(segmenter, "needs_similarity", True):
+        with timed(seconds, "similarity"):
+            sim = similarity(model, cka_batches, progress=progress)
     with timed(seconds, "segmentation"):
-        segments = segmenter(sim)
+        segments = segmenter(sim if sim is not None else len(prunable_units(model)))
     if getattr(segmenter, "loss_curve", None):
         log.info(
             "k=auto chose k=%d from the Fisher loss curve %s",
@@ -84,13 +88,48 @@ def sglp_prune(
     return PruneResult(sim, segments, result, pruned, seconds)
 
 
+class SGLP:
+    """The pruning strategy of the SGLP family: similarity -> segmenter -> per-segment search with a scorer
+    (a candidate scorer, or a per-unit criterion; `segmenter=none` + a criterion is one-shot ranking).
+
+    Strategy contract (also met by sglp.fusion.LayerFusion): `check(num_units)` fails fast on impossible
+    settings; `strategy(model, calibration=, cka_batches=, data=, progress=)` returns a PruneResult
+    without touching `model`; `describe()` gives the row entries that identify the choice;
+    `label_groups` names the config groups that complete the method's label.
+    """
+
+    label_groups = ("segmenter", "scorer")
+
+    def __init__(self, similarity, segmenter, search, scorer) -> None:
+        self.similarity, self.segmenter, self.search, self.scorer = similarity, segmenter, search, scorer
+
+    def check(self, num_units: int) -> None:
+        check_settings(num_units, self.segmenter, self.search)
+
+    def __call__(self, model: nn.Module, calibration, cka_batches, data=None, progress: bool = True) -> PruneResult:
+        return sglp_prune(
+            model, calibration, self.similarity, self.segmenter, self.search, self.scorer, cka_batches, progress
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "scorer": type(self.scorer).__name__,
+            "scorer_maximize": getattr(self.scorer, "maximize", None),
+            "cka_estimator": getattr(self.similarity, "estimator", None)
+            if getattr(self.segmenter, "needs_similarity", True)
+            else None,
+            "k_requested": getattr(self.segmenter, "k", None),
+            "fisher_loss_curve": getattr(self.segmenter, "loss_curve", None),
+        }
+
+
 @dataclass
 class PruneSettings:
     calib_batch_size: int = 128
     calib_batches: int = 2
     eval_batch_size: int = 500
     eval_max_batches: int | None = None
-    latency_batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
+    latency_batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 64])
     latency_threads: int | None = None
     latency_min_run_time: float = 1.0
     save_pruned_model: bool = True
@@ -116,10 +155,7 @@ def run_pruning(
     net: nn.Module,
     data: ImageSplits,
     checkpoint: str | Path,
-    similarity,
-    segmenter,
-    search,
-    scorer,
+    strategy,
     finetune: SGDConfig,
     settings: PruneSettings,
     run_dir: str | Path,
@@ -129,7 +165,7 @@ def run_pruning(
     config: Mapping[str, Any] | None = None,
     tags: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Load the backbone, prune it with SGLP, fine-tune, measure, and report one result row."""
+    """Load the backbone, prune it with `strategy` (e.g. `SGLP`), fine-tune, measure, and report one result row."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +173,7 @@ def run_pruning(
     s = settings
     timings: dict[str, float] = {}
     units_total = len(prunable_units(net))
-    check_settings(units_total, segmenter, search)
+    strategy.check(units_total)
     if not Path(checkpoint).is_file():
         raise CheckpointError(
             f"no backbone checkpoint at {checkpoint}. Fix: train one with `python run.py mode=pretrain "
@@ -159,7 +195,8 @@ def run_pruning(
         return list(data.calib_batches(batch_size, num_batches, seed=s.seed + 1))
 
     cka_batches = data.calib_batches(s.calib_batch_size, s.calib_batches, seed=s.seed)
-    result = sglp_prune(net, calibration, similarity, segmenter, search, scorer, cka_batches, s.progress)
+    with timed(timings, "seconds_prune"):  # the method's whole cost: similarity, segmentation, search, surgery
+        result = strategy(net, calibration=calibration, cka_batches=cka_batches, data=data, progress=s.progress)
     timings.update({f"seconds_{k}": v for k, v in result.seconds.items()})
     log.info(
         "segments %s; kept %s; removed %s (search space %d, %.1fs)",
@@ -169,9 +206,10 @@ def run_pruning(
         result.search.search_space,
         result.search.seconds,
     )
-    np.save(run_dir / "cka.npy", result.similarity.numpy())
-    heatmap = plot_cka(result.similarity, result.segments, result.kept, run_dir / "cka_segments.png")
-    logger.log_image("cka_segments", heatmap)
+    if result.similarity is not None:
+        np.save(run_dir / "cka.npy", result.similarity.numpy())
+        heatmap = plot_cka(result.similarity, result.segments, result.kept, run_dir / "cka_segments.png")
+        logger.log_image("cka_segments", heatmap)
 
     pruned = result.pruned
     with timed(timings, "seconds_eval_pruned"):
@@ -196,12 +234,8 @@ def run_pruning(
     row: dict[str, Any] = dict(identity or {})
     row.update(
         {
-            "scorer": type(scorer).__name__,
-            "scorer_maximize": getattr(scorer, "maximize", None),
-            "cka_estimator": getattr(similarity, "estimator", None),
+            **strategy.describe(),
             "k": len(result.segments),
-            "k_requested": getattr(segmenter, "k", None),
-            "fisher_loss_curve": getattr(segmenter, "loss_curve", None),
             "segments": result.segments,
             "kept": result.kept,
             "removed": result.removed,
@@ -237,6 +271,7 @@ def run_pruning(
             "search_space": result.search.search_space,
             "search_evaluated": result.search.evaluated,
             "search_seconds": result.search.seconds,
+            **result.extra,
             **timings,
             "seconds_total": time.perf_counter() - t_start,
             "git_commit": git_commit(),

@@ -40,3 +40,23 @@ def plot_cka(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_accuracy_vs_reduction(
+    points: dict[str, tuple[list[float], list[float]]], path: str | Path, title: str = ""
+) -> Path:
+    """Scatter of accuracy after fine-tuning against MACs reduction, one colour per method, one point per run."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    cmap = plt.get_cmap("tab20")
+    for c, (method, (xs, ys)) in enumerate(sorted(points.items())):
+        ax.scatter(xs, ys, color=cmap(c % 20), label=method, s=30, alpha=0.85)
+    ax.set_xlabel("MACs reduction (%)")
+    ax.set_ylabel("test accuracy after fine-tuning (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -4,6 +4,7 @@ printed, and logged to Weights & Biases (offline unless configured otherwise).""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import subprocess
@@ -30,6 +31,40 @@ def git_commit(root: str | Path = ".") -> str:
 
 def _cell(v: Any) -> Any:
     return json.dumps(v) if isinstance(v, (list, tuple, dict)) else v
+
+
+# Settings that do not change a run's result (where things are written, how it is shown).
+VOLATILE_KEYS = (
+    "paths",
+    "progress",
+    "results_table",
+    "logger",
+    "save_pruned_model",
+    "pruned_model",
+    "overwrite",
+    "resume",
+    "pretrain_if_missing",
+    "skip_existing",
+)
+
+
+def config_key(config: Mapping[str, Any], root: str | None = None) -> str:
+    """A short hash identifying a run by its resolved config, ignoring VOLATILE_KEYS; paths under `root`
+    count as relative, so a clone elsewhere computes the same key."""
+    kept = {k: v for k, v in config.items() if k not in VOLATILE_KEYS}
+    text = json.dumps(kept, sort_keys=True, default=str)
+    if root:
+        text = text.replace(str(root).rstrip("/") + "/", "")
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def row_exists(table: str | Path, key: str) -> bool:
+    """Whether the results table already holds a row with this `config_key`."""
+    table = Path(table)
+    if not table.exists():
+        return False
+    with FileLock(str(table) + ".lock"), open(table, newline="") as f:
+        return any(r.get("config_key") == key for r in csv.DictReader(f))
 
 
 def write_row(row: Mapping[str, Any], run_dir: str | Path) -> None:

@@ -17,6 +17,10 @@ Explicit allocation: `per_segment=[m_1, ..., m_k]` fixes the kept count of each 
 
 Order: `independent` scores a segment's candidates with every other segment intact;
 `sequential` applies the decisions of earlier segments first.
+
+Per-unit criteria (`sglp.criteria`: a scorer with an `importance` per unit, a candidate's score being the
+summed importance of its kept units): the best of the C(n_i, m_i) candidates is the segment's m_i most
+important units, taken directly (ties: the earlier unit), with the same result as enumerating.
 """
 
 from __future__ import annotations
@@ -178,6 +182,8 @@ class SegmentSearch:
         """Choose the kept units of each segment with `scorer` on candidate views of `model` (no copies)."""
         alloc = self.plan(segments)
         space = self.search_space(segments, alloc)
+        if getattr(scorer, "importance", None) is not None:
+            return self._top_units(segments, alloc, scorer.importance, space)
         candidates = [
             segment_candidates(seg, self.candidate_sizes(len(seg), m), self.budget, self.seed)
             for seg, m in zip(segments, alloc)
@@ -226,3 +232,22 @@ class SegmentSearch:
         kept = sorted(u for c in choices for u in c.kept)
         removed = sorted(u for seg in segments for u in seg if u not in kept)
         return SearchResult(kept, removed, choices, space, time.perf_counter() - t0, scores, evaluated)
+
+    def _top_units(self, segments: list[list[int]], alloc: list[int], importance, space: int) -> SearchResult:
+        """Per-unit criterion: keep each segment's m_i most important units (the optimum of the summed score)."""
+        if self.mode != "exhaustive":
+            raise InvalidArgument(
+                f"search.mode={self.mode!r} with a per-unit criterion: every unit adds to the summed importance, "
+                "so the unconstrained space always keeps everything. Use search=exhaustive (the allotted count)."
+            )
+        t0 = time.perf_counter()
+        choices = []
+        for segment, m in zip(segments, alloc):
+            top = sorted(sorted(segment, key=lambda u: (-float(importance[u]), u))[:m])
+            score = float(sum(float(importance[u]) for u in top)) if m < len(segment) else None
+            choices.append(SegmentChoice(list(segment), m, top, score, math.comb(len(segment), m)))
+        kept = sorted(u for c in choices for u in c.kept)
+        removed = sorted(u for seg in segments for u in seg if u not in kept)
+        scores = [{"unit": u, "importance": float(importance[u])} for u in range(len(importance))]
+        log.info("per-unit criterion: kept the %s most important units of each segment", alloc)
+        return SearchResult(kept, removed, choices, space, time.perf_counter() - t0, scores, len(importance))

@@ -134,6 +134,7 @@ class FisherSegmenter:
     k_max: int = 10
     chosen_k: int | None = None
     loss_curve: list[float] | None = None
+    needs_similarity = True
 
     @property
     def min_segments(self) -> int:
@@ -178,6 +179,7 @@ class UniformSegmenter:
     k: int = 3
     chosen_k: int | None = None
     loss_curve: list[float] | None = None
+    needs_similarity = False  # the pipeline skips the CKA stage and passes the number of units
 
     @property
     def min_segments(self) -> int:
@@ -190,7 +192,9 @@ class UniformSegmenter:
                 f"use 1 <= k <= {num_units}"
             )
 
-    def __call__(self, similarity: torch.Tensor) -> list[list[int]]:
-        self.check(similarity.shape[0])
+    def __call__(self, similarity: torch.Tensor | int) -> list[list[int]]:
+        """Segments of the units of `similarity` (L, L), or of `similarity` units when given a number."""
+        num_units = similarity if isinstance(similarity, int) else similarity.shape[0]
+        self.check(num_units)
         self.chosen_k = self.k
-        return uniform_segments(similarity.shape[0], self.k)
+        return uniform_segments(num_units, self.k)

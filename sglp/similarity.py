@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from sglp.activations import unit_output_hooks
 from sglp.errors import InvalidArgument
-from sglp.modes import eval_mode
+from sglp.modes import channels_last, eval_mode
 
 ESTIMATORS = ("biased", "unbiased")
 KERNELS = ("linear", "rbf")
@@ -162,7 +162,7 @@ class CKA:
         with eval_mode(model), unit_output_hooks(model, lambda i, out: acc.add(i, out)) as num_units:  # type: ignore[union-attr]
             acc = CKAAccumulator(num_units, self.estimator, self.kernel, self.sigma_frac)
             for x, _ in tqdm(batches, desc="CKA", leave=False, disable=not progress):
-                model(x.contiguous(memory_format=torch.channels_last))
+                model(channels_last(x))
                 acc.end_batch()
         if acc is None or not acc.batches:
             raise InvalidArgument("no calibration batch: the calibration split is smaller than one batch")

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from sglp.data.batches import ImageSplits
 from sglp.errors import CheckpointError
-from sglp.modes import eval_mode
+from sglp.modes import channels_last, eval_mode
 
 
 @dataclass
@@ -63,7 +63,7 @@ def evaluate(model: nn.Module, batches: Iterable, desc: str = "eval", progress: 
     loss_sum = 0.0
     with eval_mode(model):
         for x, y in tqdm(batches, desc=desc, leave=False, disable=not progress):
-            logits = model(x.contiguous(memory_format=torch.channels_last))
+            logits = model(channels_last(x))
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             total += len(y)
@@ -130,7 +130,7 @@ def train(
             for g in opt.param_groups:
                 g["lr"] = lr
             if config.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+                x = channels_last(x)
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             opt.zero_grad(set_to_none=True)

@@ -12,7 +12,7 @@ from sglp.checkpoint import load_pruned, load_weights, save_checkpoint
 from sglp.errors import CheckpointError
 from sglp.metrics import count_flops, count_parameters, measure_latency, reduction_pct
 from sglp.models.resnet_cifar import resnet20, resnet56
-from sglp.report import append_row, write_row
+from sglp.report import append_row, config_key, row_exists, write_row
 from sglp.surgery import remove_layers
 
 
@@ -120,3 +120,16 @@ def test_spearman_matches_textbook_formula():
         assert spearman(a, b) == pytest.approx(1 - 6 * d2 / (n * (n * n - 1)))
     assert ranks([3, 1, 2, 2]) == [4.0, 1.0, 2.5, 2.5]
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_config_key_ignores_display_and_location(tmp_path):
+    base = {"seed": 0, "scorer": {"p": 2}, "checkpoint": "/a/clone/checkpoints/m.pt", "progress": True}
+    key = config_key(base, root="/a/clone")
+    assert key == config_key({**base, "progress": False, "paths": {"root": "/x"}}, root="/a/clone")
+    assert key == config_key({**base, "checkpoint": "/b/other/checkpoints/m.pt"}, root="/b/other")
+    assert key != config_key({**base, "seed": 1}, root="/a/clone")
+    assert key != config_key({**base, "scorer": {"p": 1}}, root="/a/clone")
+    table = tmp_path / "runs.csv"
+    assert not row_exists(table, key)
+    append_row({"config_key": key, "acc": 1.0}, table)
+    assert row_exists(table, key) and not row_exists(table, config_key({**base, "seed": 1}))

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from sglp.units import prunable_units
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-GROUPS = ["model", "segmenter", "search", "scorer", "similarity", "finetune", "pretrain", "logger"]
+GROUPS = ["model", "segmenter", "search", "scorer", "strategy", "similarity", "finetune", "pretrain", "logger"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
 
 
@@ -28,7 +28,7 @@ def test_option_composes_and_instantiates(group, option):
     if group == "model":
         units = prunable_units(obj)
         assert len(units) >= 2
-        out = obj(torch.randn(2, cfg.dataset.channels, 16, 16))
+        out = obj(torch.randn(2, cfg.dataset.channels, *cfg.model.get("input_size", [16, 16])))
         assert out.shape == (2, cfg.dataset.num_classes)
 
 
@@ -46,7 +46,7 @@ DATASETS = sorted(p.stem for p in (CONFIGS / "dataset").glob("*.yaml"))
 def test_dataset_option_composes_with_the_keys_the_pipeline_needs(option):
     cfg = compose_with(f"dataset={option}", "paths.root=/tmp/sglp-test")
     assert cfg.dataset.name == option
-    assert cfg.dataset.num_classes >= 2 and cfg.dataset.channels in (1, 3)
+    assert cfg.dataset.num_classes >= 2 and cfg.dataset.channels in (1, 2, 3)
     assert cfg.dataset.splits._target_.startswith("sglp.data.")
     # the model config picks up the dataset's shape
     assert cfg.model.net.num_classes == cfg.dataset.num_classes and cfg.model.net.in_channels == cfg.dataset.channels

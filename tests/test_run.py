@@ -34,7 +34,14 @@ TINY = [
 def run(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "HYDRA_FULL_ERROR": "0"}
     return subprocess.run(
-        [sys.executable, "run.py", f"hydra.run.dir={tmp_path}/run", f"results_table={tmp_path}/runs.csv", *overrides],
+        [
+            sys.executable,
+            "run.py",
+            *[o for o in overrides if o.startswith("-")],  # flags such as -m go before the overrides
+            f"hydra.run.dir={tmp_path}/run",
+            f"results_table={tmp_path}/runs.csv",
+            *[o for o in overrides if not o.startswith("-")],
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -164,12 +171,12 @@ def test_unknown_option_is_hydras_message(tmp_path):
     assert res.returncode != 0 and "resnet999" in res.stderr and "Traceback" not in res.stderr
 
 
-def tiny_dataset_run(tmp_path: Path, dataset: str, batch: int, *overrides: str) -> dict:
-    """run.py on a tiny dataset: pretrain a ResNet-20 in place, prune 9 -> 6 units; returns the row."""
+def tiny_dataset_run(tmp_path: Path, dataset: str, batch: int, *overrides: str, model: str = "resnet20") -> dict:
+    """run.py on a tiny dataset: pretrain a 9-unit model in place, prune 9 -> 6 units; returns the row."""
     res = run(
         tmp_path,
         f"dataset={dataset}",
-        "model=resnet20",
+        f"model={model}",
         "pretrain_if_missing=true",
         "pretrain.epochs=1",
         f"pretrain.batch_size={batch}",
@@ -222,3 +229,63 @@ def test_image_folder_end_to_end(tmp_path):
         "dataset.splits.calib_size=6",
         "dataset.splits.workers=0",
     )
+
+
+def test_cnn1d_on_rml2016_end_to_end_on_a_tiny_pickle(tmp_path):
+    from test_radio import write_rml2016
+
+    write_rml2016(tmp_path / "data" / "rml2016.10a" / "RML2016.10a_dict.pkl", per_key=8)
+    row = tiny_dataset_run(
+        tmp_path,
+        "rml2016_10a",
+        8,
+        f"paths.data={tmp_path}/data",
+        "dataset.splits.calib_size=16",
+        "scorer=taylor",
+        model="cnn1d",
+    )
+    assert row["model"] == "cnn1d" and row["params_pruned"] < row["params_dense"]
+
+
+def test_every_scorer_and_strategy_runs_end_to_end(tmp_path, tiny_checkpoint):
+    """One multirun over every scorer yaml (a new method is tested without writing a test), then layer fusion."""
+    scorers = sorted(p.stem for p in (ROOT / "configs" / "scorer").glob("*.yaml"))
+    table = tmp_path / "runs.csv"
+    res = run(
+        tmp_path,
+        "-m",
+        f"hydra.sweep.dir={tmp_path}/multi",
+        *[o for o in TINY if not o.startswith("scorer.")],  # not every scorer reads batches
+        f"checkpoint={tiny_checkpoint}",
+        "logger=none",
+        "save_pruned_model=false",
+        "segmenter=none",
+        f"scorer={','.join(scorers)}",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    strategies = sorted(p.stem for p in (ROOT / "configs" / "strategy").glob("*.yaml"))
+    for strategy in strategies:
+        if strategy != "sglp":
+            res = run(tmp_path, *TINY, f"checkpoint={tiny_checkpoint}", "logger=none", f"strategy={strategy}")
+            assert res.returncode == 0, res.stderr[-3000:]
+    rows = list(csv.DictReader(open(table)))
+    methods = [r["method"] for r in rows]
+    assert methods == [f"sglp/none/{s}" for s in scorers] + [s for s in strategies if s != "sglp"]
+    for r in rows:
+        assert r["units_kept"] == "5" and len(json.loads(r["removed"])) == 4
+        assert float(r["params_pruned"]) < float(r["params_dense"])
+        assert float(r["seconds_prune"]) > 0 and r["latency_ms_pruned_bs4"]
+        assert json.loads(r["options"])["strategy"] in strategies
+
+
+def test_skip_existing_skips_a_run_already_in_the_table(tmp_path, tiny_checkpoint):
+    args = [*TINY, f"checkpoint={tiny_checkpoint}", "logger=none", "save_pruned_model=false", "skip_existing=true"]
+    first = run(tmp_path, *args, "segmenter=none", "scorer=l2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run(tmp_path, *args, "segmenter=none", "scorer=l2", "progress=true")  # display settings do not count
+    assert again.returncode == 0 and "skipped" in again.stdout
+    other = run(tmp_path, *args, "segmenter=none", "scorer=l1")
+    assert other.returncode == 0 and "skipped" not in other.stdout
+    rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
+    assert [r["method"] for r in rows] == ["sglp/none/l2", "sglp/none/l1"]
+    assert rows[0]["config_key"] != rows[1]["config_key"]

@@ -10,7 +10,6 @@ from torch import nn
 from sglp.models.resnet_cifar import resnet20
 from sglp.scorers.gradnorm import GradNormScorer, gradnorm
 from sglp.scorers.loss import LossScorer
-from sglp.scorers.random import RandomScorer
 from sglp.units import units_bypassed
 
 
@@ -79,13 +78,6 @@ def test_loss_scorer_equals_mean_cross_entropy():
         expected = torch.cat([F.cross_entropy(model(x), y, reduction="none") for x, y in data]).mean().item()
     assert scorer(model, ()) == pytest.approx(expected, rel=1e-5)
     assert scorer.maximize is False
-
-
-def test_random_scorer_depends_on_seed_and_candidate_only():
-    a, b = RandomScorer(3), RandomScorer(3)
-    assert a(None, (1, 2)) == b(None, (2, 1))
-    assert a(None, (1, 2)) != a(None, (1, 3))
-    assert RandomScorer(4)(None, (1, 2)) != a(None, (1, 2))
 
 
 def test_paper_init_gradnorm_equals_explicit_network():

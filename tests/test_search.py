@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
+from sglp.criteria.random import RandomUnits
 from sglp.errors import InvalidArgument
 from sglp.models.resnet_cifar import resnet20
-from sglp.scorers.random import RandomScorer
 from sglp.search import SegmentSearch, allocate_keep, target_keep
 from sglp.units import prunable_units
 
@@ -98,10 +98,12 @@ def test_sequential_order_applies_earlier_decisions():
 
 def test_same_seed_same_kept_layers():
     segments = [[0, 1, 2, 3], [4, 5, 6, 7, 8]]
-    runs = [
-        SegmentSearch(keep=4)(resnet20(10, 1), segments, RandomScorer(seed=s), progress=False).kept for s in (7, 7, 8)
-    ]
-    assert runs[0] == runs[1]
+    model, runs = resnet20(10, 1), []
+    for s in (7, 7, 8, 9):
+        scorer = RandomUnits(seed=s)
+        scorer.prepare(None, model)
+        runs.append(SegmentSearch(keep=4)(model, segments, scorer, progress=False).kept)
+    assert runs[0] == runs[1] and len({tuple(r) for r in runs[1:]}) > 1
 
 
 def test_minimising_scorer_picks_smallest():

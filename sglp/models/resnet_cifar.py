@@ -59,6 +59,21 @@ class BasicBlock(nn.Module):
     def bypass(self) -> nn.Module:
         return self.shortcut
 
+    def hidden_features(self) -> torch.Tensor:
+        """(C, f): per hidden channel (conv1 output = conv2 input), its incoming and outgoing weights and BN
+        parameters, the rows layer fusion matches when aligning two blocks."""
+        parts = [self.conv1.weight.flatten(1), self.conv2.weight.transpose(0, 1).flatten(1)]
+        parts += [t[:, None] for t in (self.bn1.weight, self.bn1.bias, self.bn1.running_mean, self.bn1.running_var)]
+        return torch.cat(parts, dim=1).detach()
+
+    @torch.no_grad()
+    def permute_hidden(self, perm: torch.Tensor) -> None:
+        """Reorder the hidden channels by `perm` (the block computes the same function)."""
+        self.conv1.weight.copy_(self.conv1.weight[perm])
+        self.conv2.weight.copy_(self.conv2.weight[:, perm])
+        for t in (self.bn1.weight, self.bn1.bias, self.bn1.running_mean, self.bn1.running_var):
+            t.copy_(t[perm])
+
 
 class CifarResNet(nn.Module):
     """ResNet for small images. `blocks` is a flat `nn.Sequential` of all residual blocks

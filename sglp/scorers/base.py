@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from sglp.errors import InvalidArgument
+from sglp.modes import channels_last
 
 # calibration(batch_size, num_batches) -> (x, y) batches from the held-out calibration split
 CalibrationSource = Callable[[int, int], Iterable[tuple[torch.Tensor, torch.Tensor]]]
@@ -27,7 +28,7 @@ class CalibrationScorer:
     def prepare(self, calibration: CalibrationSource, model: nn.Module | None = None) -> None:
         """Fetch this scorer's batches once: `calibration(batch_size, num_batches)`."""
         batches = calibration(self.batch_size, self.num_batches)
-        self.batches = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in batches]
+        self.batches = [(channels_last(x), y) for x, y in batches]
         if not self.batches:
             raise InvalidArgument(
                 f"the scorer got no calibration batch of {self.batch_size} examples: lower scorer.batch_size"
