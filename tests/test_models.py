@@ -23,7 +23,7 @@ def check_single_removals(option: str, every: bool) -> None:
         cfg = compose("config", overrides=[f"model={option}", "paths.root=/tmp/sglp-test"])
     torch.manual_seed(0)
     model = instantiate(cfg.model.net).eval()
-    x = torch.randn(2, cfg.dataset.channels, 28, 28)
+    x = torch.randn(2, cfg.dataset.channels, *cfg.model.get("input_size", [28, 28]))
     units = prunable_units(model)
     assert len(units) >= 2
     n = len(units)
