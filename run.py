@@ -41,16 +41,23 @@ def command_line() -> str:
 def run(cfg: DictConfig) -> dict:
     import torch
 
+    from sglp.device import init_distributed, is_main, rank, resolve_device
     from sglp.errors import InvalidArgument
     from sglp.pretrain import pretrain_backbone
+    from sglp.report import NullLogger
 
     if cfg.mode not in MODES:
         raise InvalidArgument(f"mode={cfg.mode!r}: choose one of {MODES}")
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    device = resolve_device(cfg.device)
+    init_distributed()  # a no-op unless launched by torchrun with several processes
     run_dir = HydraConfig.get().runtime.output_dir
+    results_table = cfg.results_table
     data = instantiate(cfg.dataset.splits)
-    net = instantiate(cfg.model.net)
+    net = instantiate(cfg.model.net).to(device)
     logger = instantiate(cfg.logger)
+    if not is_main():  # under torchrun only rank 0 writes results and logs
+        run_dir, results_table, logger = os.path.join(run_dir, f"rank{rank()}"), None, NullLogger()
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tags = [cfg.mode, cfg.model.name, cfg.dataset.name]
 
@@ -60,7 +67,7 @@ def run(cfg: DictConfig) -> dict:
 
         if not cfg.pruned_model:
             raise InvalidArgument("mode=evaluate needs pruned_model=<run dir>/pruned_model.pt")
-        pruned = load_pruned(net, cfg.pruned_model)
+        pruned = load_pruned(net, cfg.pruned_model).to(device)
         result = evaluate(pruned, data.test_batches(cfg.eval_batch_size, cfg.eval_max_batches), "test", cfg.progress)
         result["params"] = sum(p.numel() for p in pruned.parameters())
         print(
@@ -86,7 +93,7 @@ def run(cfg: DictConfig) -> dict:
         )
         logger.finish(meta)
         log_file = os.path.join(run_dir, f"{HydraConfig.get().job.name}.log")
-        if os.path.exists(log_file):  # the run's log lives beside the weights it made
+        if is_main() and os.path.exists(log_file):  # the run's log lives beside the weights it made
             shutil.copyfile(log_file, os.path.join(os.path.dirname(cfg.checkpoint), "pretrain.log"))
         if cfg.mode == "pretrain":
             return meta
@@ -101,8 +108,9 @@ def run(cfg: DictConfig) -> dict:
         latency_batch_sizes=list(cfg.latency.batch_sizes),
         latency_threads=cfg.latency.threads,
         latency_min_run_time=cfg.latency.min_run_time,
-        save_pruned_model=cfg.save_pruned_model,
+        save_pruned_model=cfg.save_pruned_model and is_main(),
         seed=cfg.seed,
+        device=str(device),
         progress=cfg.progress,
     )
     from sglp.report import config_key, row_exists
@@ -124,7 +132,7 @@ def run(cfg: DictConfig) -> dict:
         finetune=instantiate(cfg.finetune),
         settings=settings,
         run_dir=run_dir,
-        results_table=cfg.results_table,
+        results_table=results_table,
         logger=logger,
         identity={
             "experiment": cfg.experiment,

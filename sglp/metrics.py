@@ -15,7 +15,8 @@ from torch import nn
 from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
 
-from sglp.modes import channels_last, eval_mode
+from sglp.device import model_input
+from sglp.modes import eval_mode
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -30,7 +31,7 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """
     counter = FlopCounterMode(display=False)
     with eval_mode(model), counter:
-        model(torch.zeros(1, *input_shape))
+        model(model_input(torch.zeros(1, *input_shape), model))
     return int(counter.get_total_flops())
 
 
@@ -43,13 +44,13 @@ def measure_latency(
     min_run_time: float = 1.0,
     warmup: int = 3,
 ) -> float:
-    """Median wall-clock milliseconds of one forward pass of a batch, on CPU.
+    """Median wall-clock milliseconds of one forward pass of a batch, on the model's device.
 
     `torch.utils.benchmark.Timer` runs on one thread unless told otherwise: we set `threads`
     explicitly (default: all cores), warm up, then take the median of `blocked_autorange`.
     """
     threads = threads or os.cpu_count() or 1
-    x = channels_last(torch.randn(batch_size, *input_shape))
+    x = model_input(torch.randn(batch_size, *input_shape), model)
     with eval_mode(model):
         for _ in range(warmup):
             model(x)

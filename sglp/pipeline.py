@@ -21,6 +21,7 @@ from torch import nn
 
 from sglp.checkpoint import load_weights, save_checkpoint
 from sglp.data.batches import ImageSplits
+from sglp.device import resolve_device
 from sglp.errors import CheckpointError
 from sglp.metrics import count_flops, count_parameters, measure_latency, reduction_pct
 from sglp.plots import plot_cka
@@ -135,6 +136,7 @@ class PruneSettings:
     save_pruned_model: bool = True
     seed: int = 0
     progress: bool = True
+    device: str = "auto"  # auto = this rank's GPU if CUDA is present, else the CPU
 
 
 def check_settings(num_units: int, segmenter, search) -> None:
@@ -180,7 +182,7 @@ def run_pruning(
             f"model=<model> dataset=<dataset>`, run with `pretrain_if_missing=true`, or set `checkpoint=<path>`."
         )
     load_weights(net, checkpoint)
-    to_memory_format(net, True)
+    to_memory_format(net.to(resolve_device(s.device)), True)
     torch.manual_seed(s.seed)
     logger.start(run_dir.name, dict(config or {}), run_dir, tags)
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from sglp.checkpoint import save_checkpoint
 from sglp.data.batches import ImageSplits
+from sglp.device import barrier, is_main
 from sglp.errors import InvalidArgument
 from sglp.report import NullLogger, git_commit
 from sglp.training import SGDConfig, evaluate, train
@@ -37,6 +38,7 @@ def pretrain_backbone(
     log (train_log.csv) and the resolved config (config.yaml). The resumable training state
     (train_state.pt) sits there while training runs and is removed when it ends."""
     checkpoint = Path(checkpoint)
+    main = is_main()  # under torchrun, rank 0 writes the files; every rank trains
     if checkpoint.exists() and not overwrite:
         raise InvalidArgument(
             f"{checkpoint} already exists: pretraining would replace it. Pass overwrite=true to re-create it, "
@@ -44,7 +46,7 @@ def pretrain_backbone(
         )
     out_dir = checkpoint.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    if config_yaml:
+    if config_yaml and main:
         (out_dir / "config.yaml").write_text(config_yaml)
     logger = logger or NullLogger()
     state_path = out_dir / "train_state.pt"
@@ -85,7 +87,9 @@ def pretrain_backbone(
         "git_commit": git_commit(),
         "command": command,
     }
-    save_checkpoint(checkpoint, net, **meta)
-    state_path.unlink(missing_ok=True)
-    log.info("saved %s: test accuracy %.2f%%", checkpoint, test["acc"])
+    if main:
+        save_checkpoint(checkpoint, net, **meta)
+        state_path.unlink(missing_ok=True)
+        log.info("saved %s: test accuracy %.2f%%", checkpoint, test["acc"])
+    barrier()  # the other ranks may read the checkpoint next
     return meta

@@ -26,8 +26,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sglp.activations import unit_output_hooks
+from sglp.device import model_input
 from sglp.errors import InvalidArgument
-from sglp.modes import channels_last, eval_mode
+from sglp.modes import eval_mode
 
 ESTIMATORS = ("biased", "unbiased")
 KERNELS = ("linear", "rbf")
@@ -118,7 +119,7 @@ class CKAAccumulator:
         if missing:
             raise RuntimeError(f"layers {missing} produced no output in this batch")
         v = torch.stack(self._rows)  # type: ignore[arg-type]
-        self.hsic += (v @ v.T) / self._norm
+        self.hsic += ((v @ v.T) / self._norm).cpu()
         self._rows = [None] * self.num_layers
         self.batches += 1
 
@@ -162,7 +163,7 @@ class CKA:
         with eval_mode(model), unit_output_hooks(model, lambda i, out: acc.add(i, out)) as num_units:  # type: ignore[union-attr]
             acc = CKAAccumulator(num_units, self.estimator, self.kernel, self.sigma_frac)
             for x, _ in tqdm(batches, desc="CKA", leave=False, disable=not progress):
-                model(channels_last(x))
+                model(model_input(x, model))
                 acc.end_batch()
         if acc is None or not acc.batches:
             raise InvalidArgument("no calibration batch: the calibration split is smaller than one batch")

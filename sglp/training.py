@@ -15,7 +15,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sglp.data.batches import ImageSplits
-from sglp.errors import CheckpointError
+from sglp.device import is_main, model_device, model_input, rank, shard, world_size
+from sglp.errors import CheckpointError, InvalidArgument
 from sglp.modes import channels_last, eval_mode
 
 
@@ -36,6 +37,7 @@ class SGDConfig:
     label_smoothing: float = 0.0
     max_steps_per_epoch: int | None = None
     channels_last: bool = True
+    amp: str | None = None  # mixed precision: "bf16" | "fp16" (fp16 with loss scaling, CUDA only) | None
 
     def lr_at(self, step: int, total: int) -> float:
         """Learning rate at optimiser step `step` of `total` (linear warm-up, then the schedule)."""
@@ -52,6 +54,9 @@ class SGDConfig:
         raise ValueError(f"unknown schedule {self.schedule!r}: use cosine, multistep or constant")
 
 
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def to_memory_format(model: nn.Module, channels_last: bool) -> nn.Module:
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
@@ -63,7 +68,8 @@ def evaluate(model: nn.Module, batches: Iterable, desc: str = "eval", progress: 
     loss_sum = 0.0
     with eval_mode(model):
         for x, y in tqdm(batches, desc=desc, leave=False, disable=not progress):
-            logits = model(channels_last(x))
+            logits = model(model_input(x, model))
+            y = y.to(logits.device)
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             total += len(y)
@@ -89,14 +95,26 @@ def train(
     desc: str = "train",
     progress: bool = True,
 ) -> list[dict]:
-    """Train `model` in place with SGD; returns one dict of metrics per epoch.
+    """Train `model` in place with SGD on its current device; returns one dict of metrics per epoch.
 
     With `state_path`, the full training state (weights, optimiser, epoch) is written
     atomically after every epoch; `resume=True` continues from it. The data order depends
     only on (seed, epoch), so a resumed run ends with the same weights as an uninterrupted one.
+    Under torchrun (a process group of N ranks) the model is wrapped in DistributedDataParallel and each
+    rank trains on its slice of every global batch of `config.batch_size`; only rank 0 writes the state
+    and calls `on_epoch`. `config.amp` runs forward and loss under autocast (bf16, or fp16 with a scaler).
     """
+    if config.amp is not None and config.amp not in AMP_DTYPES:
+        raise InvalidArgument(f"amp={config.amp!r}: choose bf16, fp16 or null")
     torch.manual_seed(seed)
     to_memory_format(model, config.channels_last)
+    device = model_device(model)
+    world, r = world_size(), rank()
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    use_scaler = config.amp == "fp16" and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     decay, no_decay = [], []
     for p in model.parameters():
         (decay if p.ndim > 1 else no_decay).append(p)
@@ -129,13 +147,21 @@ def train(
             lr = config.lr_at(epoch * steps_per_epoch + i, total)
             for g in opt.param_groups:
                 g["lr"] = lr
+            if world > 1:
+                x, y = shard(x, r, world), shard(y, r, world)
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
             if config.channels_last:
                 x = channels_last(x)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            with torch.autocast(
+                device.type, dtype=AMP_DTYPES.get(config.amp or "bf16"), enabled=config.amp is not None
+            ):
+                logits = net(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             seen += len(y)
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
@@ -153,10 +179,10 @@ def train(
             "seconds": time.perf_counter() - t0,
             "img_per_s": seen / (time.perf_counter() - t0),
         }
-        if on_epoch:
+        if on_epoch and is_main():
             on_epoch(record)
         history.append(record)
-        if state_path:
+        if state_path and is_main():
             state_path.parent.mkdir(parents=True, exist_ok=True)
             _save_atomic(
                 {

@@ -60,3 +60,28 @@ def test_missing_folders_and_mismatched_classes(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "val" / "extra_class" / "a.png")
     with pytest.raises(DataNotFoundError, match="different class folders"):
         FolderSplits(str(tmp_path), workers=0)
+
+
+def test_dali_cpu_pipeline_matches_the_torch_loader(tree):
+    pytest.importorskip("nvidia.dali")
+    torch_loader = FolderSplits(str(tree), image_size=32, resize=36, calib_size=5, workers=0)
+    dali = FolderSplits(str(tree), image_size=32, resize=36, calib_size=5, workers=1, loader="dali", dali_device="cpu")
+    assert dali.dali is not None
+    for name in ("test_batches", "calib_batches"):
+        a, b = list(getattr(torch_loader, name)(4)), list(getattr(dali, name)(4))
+        assert [x.shape for x, _ in a] == [x.shape for x, _ in b]
+        assert [y.tolist() for _, y in a] == [y.tolist() for _, y in b]  # same images in the same order
+        for (xa, _), (xb, _) in zip(a, b):  # same resize + centre crop + normalisation, up to interpolation
+            assert xb.dtype == torch.float32 and (xa - xb).abs().mean() < 0.05
+    a, b = list(torch_loader.train_batches(4, seed=1, epoch=2)), list(dali.train_batches(4, seed=1, epoch=2))
+    assert [y.tolist() for _, y in a] == [y.tolist() for _, y in b] and b[0][0].shape == (4, 3, 32, 32)
+
+
+def test_dali_without_gpu_falls_back_to_torch_with_one_notice(tree, caplog):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: DALI runs there")
+    with caplog.at_level("WARNING"):
+        data = FolderSplits(str(tree), image_size=32, resize=36, calib_size=5, workers=0, loader="dali")
+    assert data.dali is None and sum("torch loader" in r.message for r in caplog.records) == 1
+    x, _ = next(iter(data.test_batches(3)))
+    assert x.shape == (3, 3, 32, 32)

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
+from sglp.device import model_device
 from sglp.errors import InvalidArgument
 from sglp.modes import channels_last
 from sglp.scorers.base import CalibrationSource
@@ -32,7 +33,10 @@ class UnitCriterion:
             raise InvalidArgument(f"{type(self).__name__} needs the backbone: prepare(calibration, model)")
         batches: Batches = []
         if self.num_batches > 0:
-            batches = [(channels_last(x), y) for x, y in calibration(self.batch_size, self.num_batches)]
+            device = model_device(model)
+            batches = [
+                (channels_last(x.to(device)), y.to(device)) for x, y in calibration(self.batch_size, self.num_batches)
+            ]
             if not batches:
                 raise InvalidArgument(
                     f"{type(self).__name__} got no calibration batch of {self.batch_size} examples: "

@@ -1,13 +1,17 @@
 """ImageFolder datasets (ImageNet, Imagenette2, Imagewoof2): `root/train/<class>/*` and `root/val/<class>/*`.
 
-Streamed from disk with DataLoaders (ImageNet does not fit in memory). Training batches use
+Streamed from disk (ImageNet does not fit in memory) by torch DataLoaders (`loader="torch"`), or by NVIDIA DALI
+pipelines that decode and augment on the GPU (`loader="dali"`, sglp.data.dali). Training batches use
 RandomResizedCrop + horizontal flip; calibration and test batches Resize + CenterCrop. The
-calibration split is a fixed, seeded subset of the training tree, never trained on.
+calibration split is a fixed, seeded subset of the training tree, never trained on. Both loaders read the
+samples in the same order: a permutation drawn from (seed, epoch) for training, fixed for calibration, file
+order for the test split.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 from pathlib import Path
 
 import torch
@@ -17,6 +21,8 @@ from torchvision import datasets, transforms
 from sglp.errors import DataNotFoundError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+LOADERS = ("torch", "dali")
+log = logging.getLogger(__name__)
 
 
 class Limited:
@@ -48,6 +54,8 @@ class FolderSplits:
         workers: int = 4,
         train_dir: str = "train",
         test_dir: str = "val",
+        loader: str = "torch",
+        dali_device: str = "auto",
     ) -> None:
         root_path = Path(root).expanduser()
         missing = [d for d in (train_dir, test_dir) if not (root_path / d).is_dir()]
@@ -81,15 +89,36 @@ class FolderSplits:
         self.calib_indices, self.train_indices = perm[:calib_size], perm[calib_size:]
         self.name, self.workers = name, workers
         self.num_classes = len(self.train_set.classes)
+        self.image_size, self.resize = image_size, resize
         self.input_shape = (3, image_size, image_size)
+        self.dali = None
+        if loader not in LOADERS:
+            raise DataNotFoundError(f"{name}: loader={loader!r}: choose one of {LOADERS}")
+        if loader == "dali":
+            from sglp.data.dali import DaliLoaders, dali_backend
 
-    def _loader(self, dataset, batch_size: int, shuffle_seed: int | None, drop_last: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(shuffle_seed) if shuffle_seed is not None else None
+            backend = dali_backend(dali_device)
+            if backend is None:
+                log.warning("loader=dali needs CUDA for its GPU pipelines; no GPU here, using the torch loader")
+            else:
+                self.dali = DaliLoaders(self, backend, workers)
+
+    @staticmethod
+    def order(indices: list[int], seed: int | None) -> list[int]:
+        """`indices` permuted by a generator seeded with `seed` (as they are when seed is None)."""
+        if seed is None:
+            return list(indices)
+        perm = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed)).tolist()
+        return [indices[i] for i in perm]
+
+    def _loader(self, dataset, indices: list[int], batch_size: int, seed: int | None, drop_last: bool):
+        if self.dali is not None:
+            return self.dali.loader(dataset, self.order(indices, seed), batch_size, seed, drop_last)
         return DataLoader(
-            dataset,
+            Subset(dataset, self.order(indices, seed)),
             batch_size=batch_size,
-            shuffle=shuffle_seed is not None,
-            generator=generator,
+            shuffle=False,
+            generator=torch.Generator().manual_seed(seed or 0),  # seeds the workers' augmentation
             num_workers=self.workers,
             pin_memory=torch.cuda.is_available(),
             drop_last=drop_last,
@@ -98,11 +127,12 @@ class FolderSplits:
 
     def train_batches(self, batch_size: int, seed: int = 0, epoch: int = 0, max_batches: int | None = None) -> Limited:
         """Shuffled, augmented; the order depends only on (seed, epoch), so resumed runs see the same data."""
-        loader = self._loader(Subset(self.train_set, self.train_indices), batch_size, seed * 100_003 + epoch, True)
+        loader = self._loader(self.train_set, self.train_indices, batch_size, seed * 100_003 + epoch, True)
         return Limited(loader, max_batches)
 
     def calib_batches(self, batch_size: int, max_batches: int | None = None, seed: int = 0) -> Limited:
-        return Limited(self._loader(Subset(self.calib_set, self.calib_indices), batch_size, seed, True), max_batches)
+        return Limited(self._loader(self.calib_set, self.calib_indices, batch_size, seed, True), max_batches)
 
     def test_batches(self, batch_size: int = 500, max_batches: int | None = None) -> Limited:
-        return Limited(self._loader(self.test_set, batch_size, None, False), max_batches)
+        test = list(range(len(self.test_set)))
+        return Limited(self._loader(self.test_set, test, batch_size, None, False), max_batches)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from sglp.device import model_device
 from sglp.errors import InvalidArgument
 from sglp.modes import channels_last
 
@@ -28,7 +29,8 @@ class CalibrationScorer:
     def prepare(self, calibration: CalibrationSource, model: nn.Module | None = None) -> None:
         """Fetch this scorer's batches once: `calibration(batch_size, num_batches)`."""
         batches = calibration(self.batch_size, self.num_batches)
-        self.batches = [(channels_last(x), y) for x, y in batches]
+        device = model_device(model) if model is not None else torch.device("cpu")
+        self.batches = [(channels_last(x.to(device)), y.to(device)) for x, y in batches]
         if not self.batches:
             raise InvalidArgument(
                 f"the scorer got no calibration batch of {self.batch_size} examples: lower scorer.batch_size"
