@@ -102,3 +102,40 @@ def test_full_vit_b_16():
     pruned = remove_layers(model, [3, 7]).eval()
     with torch.no_grad():
         assert pruned(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+
+
+def test_torchvision_vgg_bn_layers_group_remove_and_keep_loading_torchvision_weights():
+    torch.manual_seed(3)
+    src = torchvision.models.vgg11_bn(num_classes=10).eval()
+    for m in src.modules():  # non-trivial BN statistics, so a wrong mapping would show
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    torchvision_layout = copy.deepcopy(src.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = src(x)
+    model = torchvision.models.vgg11_bn(num_classes=10)
+    units = prunable_units(model)  # groups in place
+    assert [n for n, _ in units] == [f"features.{i}" for i in (4, 8, 11, 15, 18, 22, 25)]  # 8 convs, first stays
+    model.load_state_dict(torchvision_layout)  # torchvision's keys still load
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), expected)
+    assert prunable_units(model) == units  # grouping is idempotent
+    for i in (0, 2):  # a widening layer (64 -> 128, zero-padded) and a width-keeping one
+        pruned = remove_layers(model, [i]).eval()
+        assert type(pruned) is type(model)
+        assert count_parameters(pruned) == count_parameters(model) - count_parameters(units[i][1])
+        assert pruned(x).shape == (2, 10)
+    # a width-keeping layer made the identity on its (non-negative) input: removal changes nothing
+    layer = units[2][1]
+    with torch.no_grad():
+        layer.conv.weight.zero_()
+        for c in range(layer.conv.out_channels):
+            layer.conv.weight[c, c, 1, 1] = 1.0
+        layer.bn.running_mean.zero_()
+        layer.bn.running_var.fill_(1.0 - layer.bn.eps)
+        layer.bn.weight.fill_(1.0)
+        layer.bn.bias.zero_()
+        assert torch.allclose(model(x), remove_layers(model, [2]).eval()(x), atol=1e-5)
