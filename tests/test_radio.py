@@ -95,3 +95,26 @@ def test_cnn1d_units_are_the_conv_layers_and_remove_for_real():
     x = torch.randn(3, 2, 128)
     assert pruned(x).shape == (3, 11)
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in net.parameters())
+
+
+def test_signal_arrays_from_npz_and_hdf5(tmp_path):
+    from sglp.data.radio import load_signal_arrays
+
+    g = np.random.default_rng(0)
+    x = g.normal(size=(30, 64, 2)).astype(np.float32)  # (N, L, 2): transposed on load
+    y = np.arange(30) % 3
+    np.savez(tmp_path / "s.npz", X=x, Y=y, classes=np.array(["a", "b", "c"]))
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f["X"] = x
+        f["Y"] = np.eye(3)[y]
+    for file in ("s.npz", "s.h5"):
+        s = load_signal_arrays(tmp_path / file, test_fraction=0.2, calib_size=4)
+        assert s.input_shape == (2, 64) and s.num_classes == 3
+        xs = torch.cat([s.train_x, s.calib_x, s.test_x])
+        ys = torch.cat([s.train_y, s.calib_y, s.test_y])
+        for a, b in zip(xs, ys):  # every example with its own label
+            j = int(np.flatnonzero(np.isclose(x[:, 0, 0], float(a[0, 0])))[0])
+            assert int(b) == y[j] and torch.allclose(a, torch.from_numpy(x[j].T))
+    assert load_signal_arrays(tmp_path / "s.npz", calib_size=4).classes == ["a", "b", "c"]
+    with pytest.raises(DataNotFoundError, match="Convert"):
+        load_signal_arrays(tmp_path / "missing.npz")

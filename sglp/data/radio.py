@@ -7,7 +7,11 @@
   `Y` (N, 24) one-hot classes, `Z` (N, 1) SNR in dB. 2.56 M examples (~21 GB as float32): `max_examples`
   reads a seeded random subset, row by row in sorted order, so memory stays bounded.
 
-Both come from DeepSig (https://www.deepsig.ai/datasets, free registration); nothing downloads them here.
+- Any other signal set, e.g. Sig2019-12 (Chen et al., SigNet, 2021; its release format is not documented
+  where we could check): an `.npz` or HDF5 file of arrays `X` (N, 2, L) or (N, L, 2) and `Y` (N,) class ids or
+  (N, C) one-hot, optional `classes` (`load_signal_arrays`).
+
+The DeepSig sets come from https://www.deepsig.ai/datasets (free registration); nothing downloads them here.
 Splits: a seeded `test_fraction` of the examples is the test set; `calib_size` examples of the rest are the
 held-out calibration split (never trained on); `min_snr` keeps only examples at or above that SNR.
 """
@@ -194,3 +198,40 @@ def load_rml2018(
     return split_signals(
         "rml2018.01a", x, torch.from_numpy(y.astype(np.int64)), classes, test_fraction, calib_size, split_seed
     )
+
+
+def load_signal_arrays(
+    path: str | Path,
+    name: str = "signals",
+    test_fraction: float = 0.2,
+    calib_size: int = 5000,
+    split_seed: int = 1234,
+) -> SignalSplits:
+    """A signal dataset from an `.npz` or HDF5 file with arrays X (N, 2, L) or (N, L, 2), Y (N,) or one-hot (N, C),
+    and optionally `classes` (names). For datasets without a loader of their own, e.g. Sig2019-12 converted."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"{name}: {path} not found. Convert the dataset to an .npz (numpy.savez) or HDF5 file with X (N, 2, L) "
+            "I/Q arrays and Y labels (optional: classes), and set dataset.splits.path."
+        )
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    else:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            arrays = {k: f[k][()] for k in f.keys()}
+    if "X" not in arrays or "Y" not in arrays:
+        raise DataNotFoundError(f"{name}: {path} needs arrays X and Y (has {sorted(arrays)})")
+    x, y = np.asarray(arrays["X"], dtype=np.float32), np.asarray(arrays["Y"])
+    if x.ndim != 3 or 2 not in (x.shape[1], x.shape[2]):
+        raise DataNotFoundError(f"{name}: X must be (N, 2, L) or (N, L, 2), got {x.shape}")
+    if x.shape[1] != 2:
+        x = x.transpose(0, 2, 1)
+    y = y.argmax(1) if y.ndim == 2 else y
+    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in arrays.get("classes", [])]
+    classes = classes or [f"class{i}" for i in range(int(y.max()) + 1)]
+    x_t, y_t = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))
+    return split_signals(name, x_t, y_t, classes, test_fraction, calib_size, split_seed)
