@@ -53,3 +53,32 @@ def test_corrupt_batch_is_a_clear_error(tmp_path):
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
     with pytest.raises(DataNotFoundError, match="data_batch_3"):
         load_cifar(str(tmp_path), 10, download=False)
+
+
+def test_dali_cpu_pipeline_matches_the_in_memory_batches(tmp_path):
+    pytest.importorskip("nvidia.dali")
+    import torch.nn.functional as F
+
+    write_cifar(tmp_path, 10, per_file=16)
+    plain = load_cifar(str(tmp_path), 10, calib_size=16, download=False)
+    dali = load_cifar(str(tmp_path), 10, calib_size=16, download=False, loader="dali", dali_device="cpu")
+    for a, b in ((plain.test_batches(6), dali.test_batches(6)), (plain.calib_batches(5), dali.calib_batches(5))):
+        a, b = list(a), list(b)
+        assert [y.tolist() for _, y in a] == [y.tolist() for _, y in b]  # same samples, same order
+        assert all(torch.allclose(xa, xb, atol=1e-5) for (xa, _), (xb, _) in zip(a, b))  # same normalisation
+    ref = plain.train_batches(8, seed=1, epoch=2)
+    order = ref.order(ref.generator())
+    got = list(dali.train_batches(8, seed=1, epoch=2))
+    assert [y.tolist() for _, y in got] == [y.tolist() for _, y in ref]
+    mean, std = torch.tensor(ref.mean).view(3, 1, 1), torch.tensor(ref.std).view(3, 1, 1)
+    x = torch.cat([b for b, _ in got])
+    for k in range(len(x)):  # each sample is one of the 81 x 2 crops/flips of its zero-padded original
+        padded = F.pad(plain.train_images[order[k]].float() / 255, (4, 4, 4, 4))
+        crops = [
+            ((c.flip(-1) if f else c) - mean) / std
+            for dy in range(9)
+            for dx in range(9)
+            for c in [padded[:, dy : dy + 32, dx : dx + 32]]
+            for f in (0, 1)
+        ]
+        assert min((x[k] - c).abs().max().item() for c in crops) < 1e-5

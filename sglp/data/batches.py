@@ -6,6 +6,7 @@ with tensor ops is much faster on a CPU than per-sample PIL transforms.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,10 +58,17 @@ class Batches:
         full = n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
         return min(full, self.max_batches) if self.max_batches is not None else full
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+    def generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+
+    def order(self, g: torch.Generator) -> torch.Tensor:
+        """The sample order of this pass: a permutation drawn from `g` when shuffling, else file order."""
         n = len(self.labels)
-        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+        return torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = self.generator()
+        order = self.order(g)
         mean = torch.tensor(self.mean).view(1, -1, 1, 1)
         std = torch.tensor(self.std).view(1, -1, 1, 1)
         for i in range(len(self)):
@@ -91,6 +99,7 @@ class ImageSplits:
     std: tuple[float, ...]
     crop_pad: int = 0
     flip: bool = False
+    dali: str | None = None  # "gpu" | "cpu": serve batches from DALI pipelines (sglp.data.dali)
 
     @classmethod
     def from_train_test(
@@ -111,8 +120,25 @@ class ImageSplits:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
 
+    def use_dali(self, dali_device: str = "auto") -> ImageSplits:
+        """Serve batches from DALI pipelines (GPU, or CPU when asked); without CUDA `auto` keeps the torch batches
+        with one logged notice. Returns self."""
+        from sglp.data.dali import dali_backend
+
+        self.dali = dali_backend(dali_device)
+        if self.dali is None:
+            logging.getLogger(__name__).warning(
+                "loader=dali needs CUDA for its GPU pipelines; no GPU here, using the torch loader"
+            )
+        return self
+
     def _batches(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, **kw) -> Batches:
-        return Batches(images, labels, self.mean, self.std, batch_size, crop_pad=self.crop_pad, flip=self.flip, **kw)
+        batches = Batches(images, labels, self.mean, self.std, batch_size, crop_pad=self.crop_pad, flip=self.flip, **kw)
+        if self.dali:
+            from sglp.data.dali import DaliArrayBatches
+
+            return DaliArrayBatches(batches, self.dali)  # type: ignore[return-value]
+        return batches
 
     def train_batches(self, batch_size: int, seed: int = 0, epoch: int = 0, max_batches: int | None = None) -> Batches:
         return self._batches(

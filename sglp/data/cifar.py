@@ -79,14 +79,18 @@ def load_cifar(
     calib_size: int = 5000,
     split_seed: int = 1234,
     download: bool = True,
+    loader: str = "torch",
+    dali_device: str = "auto",
 ) -> ImageSplits:
     """CIFAR-10/100 as in-memory splits: 50k train files -> (50k - calib_size) train + calib; 10k test.
-    Augmentation: random crop with 4-pixel padding and horizontal flip."""
+    Augmentation: random crop with 4-pixel padding and horizontal flip; `loader="dali"` does it in DALI pipelines."""
     if num_classes not in VARIANTS:
         raise DataNotFoundError(f"CIFAR has 10 or 100 classes, got num_classes={num_classes}")
     spec = VARIANTS[num_classes]
     folder = find_cifar(data_dir, num_classes, download)
-    return ImageSplits.from_train_test(
+    if loader not in ("torch", "dali"):
+        raise DataNotFoundError(f"loader={loader!r}: choose torch or dali")
+    splits = ImageSplits.from_train_test(
         f"cifar{num_classes}",
         read_batches(folder, spec["train"], spec["labels"]),
         read_batches(folder, spec["test"], spec["labels"]),
@@ -98,3 +102,4 @@ def load_cifar(
         crop_pad=4,
         flip=True,
     )
+    return splits.use_dali(dali_device) if loader == "dali" else splits

@@ -1,4 +1,5 @@
-"""NVIDIA DALI pipelines for ImageFolder data: decode, crop, flip and normalise on the GPU (`mixed` decoding).
+"""NVIDIA DALI pipelines: ImageFolder data (decode, crop, flip, normalise on the GPU with `mixed` decoding) and
+in-memory uint8 datasets such as CIFAR (pad + random crop, flip, normalise on the GPU).
 
 The same pipelines run on the CPU (`dali_device="cpu"`): that is how they are tested without a GPU. Samples are
 read in the order FolderSplits gives (so DALI and torch loaders see the same images in the same order); the
@@ -99,3 +100,66 @@ class DaliLoaders:
             [f for f, _ in samples], [c for _, c in samples], batch_size, train, self.splits.image_size,
             self.splits.resize, IMAGENET_MEAN, IMAGENET_STD, self.backend, self.threads, seed, drop_last,
         )  # fmt: skip
+
+
+class DaliArrayBatches:
+    """The batches of a `sglp.data.batches.Batches` (same sample order) with augmentation and normalisation done by
+    a DALI pipeline fed from memory: zero-pad by `crop_pad`, random crop back to size, random flip."""
+
+    def __init__(self, batches, backend: str, threads: int = 2) -> None:
+        self.b, self.backend, self.threads = batches, backend, threads
+
+    def __len__(self) -> int:
+        return len(self.b)
+
+    def _pipeline(self, source):
+        from nvidia.dali import fn, pipeline_def, types
+
+        gpu = self.backend == "gpu"
+        b = self.b
+        _, c, h, w = b.images.shape
+
+        @pipeline_def(
+            batch_size=b.batch_size,
+            num_threads=max(1, self.threads),
+            device_id=torch.cuda.current_device() if gpu else None,
+            seed=(b.seed * 100_003 + b.epoch) % (2**31),
+        )
+        def pipe():
+            images, labels = fn.external_source(source=source, num_outputs=2, batch=True, layout=["HWC", ""])
+            if gpu:
+                images = images.gpu()
+            mean = [255.0 * m for m in b.mean]
+            std = [255.0 * s for s in b.std]
+            if b.augment and b.crop_pad:
+                p = b.crop_pad
+                images = fn.crop(images, crop=(h + 2 * p, w + 2 * p), out_of_bounds_policy="pad", fill_values=0)
+            if b.augment:
+                images = fn.crop_mirror_normalize(
+                    images, dtype=types.FLOAT, output_layout="CHW", crop=(h, w), mean=mean, std=std,
+                    crop_pos_x=fn.random.uniform(range=(0.0, 1.0)), crop_pos_y=fn.random.uniform(range=(0.0, 1.0)),
+                    mirror=fn.random.coin_flip() if b.flip else 0,
+                )  # fmt: skip
+            else:
+                images = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW", mean=mean, std=std)
+            return images, labels
+
+        p = pipe()
+        p.build()
+        return p
+
+    def __iter__(self):
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+        b = self.b
+        order = b.order(b.generator())
+        hwc = b.images.permute(0, 2, 3, 1).contiguous().numpy()  # DALI takes densely packed HWC samples
+        labels = b.labels.numpy()
+        chunks = [order[i * b.batch_size : (i + 1) * b.batch_size].numpy() for i in range(len(b))]
+
+        def source():
+            for idx in chunks:
+                yield [hwc[i] for i in idx], [labels[i : i + 1] for i in idx]
+
+        for out in DALIGenericIterator([self._pipeline(source())], ["x", "y"], size=-1):
+            yield out[0]["x"], out[0]["y"].reshape(-1).long()
