@@ -30,6 +30,8 @@ def test_option_composes_and_instantiates(group, option):
         assert len(units) >= 2
         out = obj(torch.randn(2, cfg.dataset.channels, *cfg.model.get("input_size", [16, 16])))
         assert out.shape == (2, cfg.dataset.num_classes)
+        out.square().mean().backward()  # and backward: every parameter gets a gradient
+        assert all(p.grad is not None for p in obj.parameters() if p.requires_grad)
 
 
 def test_default_is_resnet56_fashion_mnist_fisher_gradnorm():
