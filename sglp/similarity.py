@@ -152,15 +152,22 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, estimator: str = "unbiased") ->
 class CKA:
     """CKA (linear by default) between the outputs of a model's prunable units on calibration batches."""
 
-    def __init__(self, estimator: str = "unbiased", kernel: str = "linear", sigma_frac: float = 0.5) -> None:
+    def __init__(
+        self, estimator: str = "unbiased", kernel: str = "linear", sigma_frac: float = 0.5, token_rows: bool = False
+    ) -> None:
         check_options(estimator, kernel)  # fail at construction, before any data is read
         self.estimator, self.kernel, self.sigma_frac = estimator, kernel, sigma_frac
+        self.token_rows = token_rows  # (B, T, D) outputs: one row per token (LLMs), not per sequence
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, batches: Iterable, progress: bool = True) -> torch.Tensor:
         """(L, L) CKA matrix of unit outputs; unit i's output is what prunable unit i returns."""
         acc: CKAAccumulator | None = None
-        with eval_mode(model), unit_output_hooks(model, lambda i, out: acc.add(i, out)) as num_units:  # type: ignore[union-attr]
+
+        def add(i: int, out: torch.Tensor) -> None:
+            acc.add(i, out.reshape(-1, out.shape[-1]) if self.token_rows else out)  # type: ignore[union-attr]
+
+        with eval_mode(model), unit_output_hooks(model, add) as num_units:
             acc = CKAAccumulator(num_units, self.estimator, self.kernel, self.sigma_frac)
             for x, _ in tqdm(batches, desc="CKA", leave=False, disable=not progress):
                 model(model_input(x, model))
