@@ -1,0 +1,79 @@
+"""The local lm-eval task runs through lm_eval.simple_evaluate on a tiny model; items are well formed."""
+
+import json
+import math
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("lm_eval")
+
+from sglp.llm.evaluation import evaluate_tasks, write_continuation_items  # noqa: E402
+from sglp.llm.tokenizer import train_tokenizer  # noqa: E402
+
+TEXT = "\n".join(
+    f"and the {w} of the lord came unto the people of the land in the {d} day of the month"
+    for w in ("word", "spirit", "glory", "hand", "angel", "fear")
+    for d in ("first", "second", "third", "seventh", "tenth")
+)
+
+
+def test_tokenizer_round_trips_any_text():
+    tok = train_tokenizer(TEXT, vocab_size=300)
+    for s in ("and the word of the lord", "Zebulun! ünïcode 123"):
+        assert tok.decode(tok.encode(s)) == s
+    assert tok.pad_token == "<pad>" and len(tok) <= 300
+
+
+def test_continuation_items(tmp_path):
+    path = write_continuation_items(TEXT, tmp_path / "items.jsonl", num_items=10, num_choices=4, seed=1)
+    items = [json.loads(line) for line in path.read_text().splitlines()]
+    lines = TEXT.splitlines()
+    assert len(items) == 10
+    for it in items:
+        assert len(it["choices"]) == 4 and 0 <= it["label"] < 4
+        assert f"{it['context']} {it['choices'][it['label']]}" in lines  # the right ending completes a real line
+
+
+def test_local_task_runs_through_simple_evaluate(tmp_path):
+    tok = train_tokenizer(TEXT, vocab_size=300)
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    )  # fmt: skip
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    path = write_continuation_items(TEXT, tmp_path / "items.jsonl", num_items=12, seed=0)
+    scores = evaluate_tasks(model, tok, {"sglp_continuation": "acc"}, metadata={"path": str(path)}, batch_size=4)
+    assert set(scores) == {"sglp_continuation"} and 0.0 <= scores["sglp_continuation"] <= 100.0
+    # a fraction of 12 items: the accuracy is k/12 for an integer k
+    assert math.isclose(scores["sglp_continuation"] * 12 / 100, round(scores["sglp_continuation"] * 12 / 100))
+
+
+def test_local_task_accuracy_equals_a_direct_log_likelihood_computation(tmp_path):
+    """Reference: for each item, the summed log-likelihood of each ending after its context (the ending's tokens
+    are those of context + " " + ending beyond the context's own tokens, as lm-eval encodes pairs); argmax."""
+    tok = train_tokenizer(TEXT, vocab_size=300)
+    torch.manual_seed(1)
+    cfg = transformers.LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128,
+    )  # fmt: skip
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    path = write_continuation_items(TEXT, tmp_path / "items.jsonl", num_items=20, seed=3)
+    got = evaluate_tasks(model, tok, {"sglp_continuation": "acc"}, metadata={"path": str(path)}, batch_size=4)
+    correct = 0
+    for it in map(json.loads, path.read_text().splitlines()):
+        ctx = tok.encode(it["context"])
+        lls = []
+        for choice in it["choices"]:
+            whole = tok.encode(it["context"] + " " + choice)
+            cont = whole[len(ctx) :]
+            ids = torch.tensor([whole])
+            with torch.no_grad():
+                logp = torch.log_softmax(model(ids).logits[0].double(), -1)
+            lls.append(sum(logp[len(ctx) - 1 + k, t].item() for k, t in enumerate(cont)))
+        correct += int(max(range(len(lls)), key=lls.__getitem__) == it["label"])
+    assert got["sglp_continuation"] == pytest.approx(100.0 * correct / 20)
