@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import sys
+from pathlib import Path
 
 os.environ.setdefault("WANDB_SILENT", "true")
 
@@ -53,13 +54,15 @@ def run(cfg: DictConfig) -> dict:
     init_distributed()  # a no-op unless launched by torchrun with several processes
     run_dir = HydraConfig.get().runtime.output_dir
     results_table = cfg.results_table
-    data = instantiate(cfg.dataset.splits)
-    net = instantiate(cfg.model.net).to(device)
     logger = instantiate(cfg.logger)
     if not is_main():  # under torchrun only rank 0 writes results and logs
         run_dir, results_table, logger = os.path.join(run_dir, f"rank{rank()}"), None, NullLogger()
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tags = [cfg.mode, cfg.model.name, cfg.dataset.name]
+    if cfg.model.get("kind") == "causal_lm":  # decoder LLMs: their own job (sglp.llm)
+        return run_llm(cfg, device, run_dir, results_table, logger, resolved, tags)
+    data = instantiate(cfg.dataset.splits)
+    net = instantiate(cfg.model.net).to(device)
 
     if cfg.mode == "evaluate":  # a pruned model saved by a prune run, on the test split
         from sglp.checkpoint import load_pruned
@@ -121,9 +124,7 @@ def run(cfg: DictConfig) -> dict:
         print(f"skipped: {cfg.results_table} already has this run (config_key {key}); skip_existing=false reruns it")
         return {"skipped": key}
     strategy = instantiate(cfg.strategy)
-    choices = dict(HydraConfig.get().runtime.choices)
-    groups = ("strategy", *getattr(strategy, "label_groups", ()))
-    method = cfg.method or "/".join(str(choices.get(g)) for g in groups)
+    identity = run_identity(cfg, strategy, key)
     row = run_pruning(
         net=net,
         data=data,
@@ -134,19 +135,90 @@ def run(cfg: DictConfig) -> dict:
         run_dir=run_dir,
         results_table=results_table,
         logger=logger,
-        identity={
-            "experiment": cfg.experiment,
-            "method": method,
-            "model": cfg.model.name,
-            "dataset": cfg.dataset.name,
-            "seed": cfg.seed,
-            "config_key": key,
-            "options": {g: choices[g] for g in sorted(choices) if not g.startswith("hydra")},
-        },
+        identity=identity,
         config=resolved,
-        tags=[*tags, method],
+        tags=[*tags, identity["method"]],
     )
     return row
+
+
+def run_identity(cfg: DictConfig, strategy, key: str) -> dict:
+    """The row's identifying entries: names, seed, config key, and the option chosen in every group."""
+    choices = dict(HydraConfig.get().runtime.choices)
+    groups = ("strategy", *getattr(strategy, "label_groups", ()))
+    return {
+        "experiment": cfg.experiment,
+        "method": cfg.method or "/".join(str(choices.get(g)) for g in groups),
+        "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "seed": cfg.seed,
+        "config_key": key,
+        "options": {g: choices[g] for g in sorted(choices) if not g.startswith("hydra")},
+    }
+
+
+def run_llm(cfg: DictConfig, device, run_dir: str, results_table, logger, resolved: dict, tags: list) -> dict:
+    """mode=pretrain: tokenizer + tiny LM on the local corpus; mode=prune: SGLP (or a baseline) on the LLM."""
+    from sglp.errors import InvalidArgument
+    from sglp.report import config_key, row_exists
+
+    if cfg.mode == "evaluate":
+        raise InvalidArgument("mode=evaluate is for vision models; evaluate a pruned LLM with model.path=<dir>")
+    if cfg.mode == "pretrain" or (cfg.pretrain_if_missing and not os.path.exists(cfg.model.path)):
+        from sglp.data.text import read_corpus
+        from sglp.llm.pretrain import pretrain_causal_lm
+        from sglp.llm.tokenizer import train_tokenizer
+
+        text = read_corpus(cfg.dataset.splits.path)
+        split = cfg.dataset.splits
+        tokenizer = train_tokenizer(
+            text[: int(len(text) * (1 - split.calib_fraction - split.test_fraction))], cfg.model.vocab_size
+        )  # fmt: skip  (fitted on the training text only)
+        data = instantiate(cfg.dataset.splits, encode=tokenizer.encode)
+        ids = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                   eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+        model = instantiate(cfg.model.build, vocab_size=len(tokenizer), **ids).to(device)
+        logger.start(f"pretrain-{cfg.model.name}-{cfg.dataset.name}", resolved, run_dir, tags)
+        meta = pretrain_causal_lm(
+            model, tokenizer, data, instantiate(cfg.pretrain), cfg.model.path, seed=cfg.seed, resume=cfg.resume,
+            overwrite=cfg.overwrite, command=command_line(), progress=cfg.progress,
+        )  # fmt: skip
+        (Path(cfg.model.path) / "config_run.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        logger.finish(meta)
+        print(f"{cfg.model.path}: test perplexity {meta['test_perplexity']:.2f} "
+              f"(unigram {meta['unigram_test_perplexity']:.1f}), {meta['parameters']:,} parameters")  # fmt: skip
+        if cfg.mode == "pretrain":
+            return meta
+
+    from sglp.llm.models import load_causal_lm
+    from sglp.llm.pipeline import LLMSettings, run_llm_pruning
+
+    key = config_key(resolved, root=cfg.paths.root)
+    if cfg.skip_existing and cfg.results_table and row_exists(cfg.results_table, key):
+        print(f"skipped: {cfg.results_table} already has this run (config_key {key}); skip_existing=false reruns it")
+        return {"skipped": key}
+    model, tokenizer = load_causal_lm(cfg.model.path, cfg.model.dtype, cfg.model.device_map)
+    if cfg.model.device_map is None:
+        model.to(device)
+    data = instantiate(cfg.dataset.splits, encode=tokenizer.encode)
+    strategy = instantiate(cfg.strategy)
+    settings = LLMSettings(
+        calib_batch_size=cfg.calibration.batch_size,
+        calib_batches=cfg.calibration.num_batches,
+        eval_batch_size=cfg.eval_batch_size,
+        eval_max_batches=cfg.eval_max_batches,
+        tasks=dict(cfg.tasks),
+        latency_batch_sizes=list(cfg.latency.batch_sizes),
+        latency_min_run_time=cfg.latency.min_run_time,
+        save_pruned_model=cfg.save_pruned_model,
+        seed=cfg.seed,
+        progress=cfg.progress,
+    )
+    identity = run_identity(cfg, strategy, key)
+    return run_llm_pruning(
+        model, tokenizer, data, strategy, instantiate(cfg.finetune), settings, run_dir, results_table, logger,
+        identity, resolved, [*tags, identity["method"]],
+    )  # fmt: skip
 
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch import nn
 
 from sglp.errors import InvalidArgument
 from sglp.units import bypass_of, check_indices, prunable_units, set_submodule
+
+RemoveFn = Callable[[nn.Module, Sequence[int]], nn.Module]
+_REMOVERS: list[tuple[type, RemoveFn]] = []
+
+
+def register_remover(model_type: type, fn: RemoveFn) -> None:
+    """Declare how models of `model_type` lose units for real (e.g. Hugging Face LLMs, whose config and KV-cache
+    indices must follow); `fn(model, indices)` returns a new model and leaves `model` untouched."""
+    _REMOVERS.insert(0, (model_type, fn))
 
 
 def remove_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
@@ -22,7 +31,10 @@ def remove_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
     model is left untouched. The result records the removed indices (relative to its
     own input) in `pruned_from_units`.
     """
-    units = prunable_units(model)
+    units = prunable_units(model)  # also loads the adapters, which may register a remover
+    for model_type, fn in _REMOVERS:
+        if isinstance(model, model_type):
+            return fn(model, indices)
     removed = check_indices(indices, len(units))
     if len(removed) == len(units):
         raise InvalidArgument("cannot remove every prunable unit: keep at least one")

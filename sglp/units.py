@@ -39,15 +39,18 @@ def register_bypass(unit_type: type, fn: BypassFn) -> None:
     _BYPASSES.insert(0, (unit_type, fn))
 
 
-def _load_builtin_adapters() -> None:
+def _load_builtin_adapters(module: nn.Module | None = None) -> None:
     import sglp.adapters  # noqa: F401 - registers the built-in adapters on import
+
+    if module is not None and type(module).__module__.startswith("transformers."):
+        import sglp.llm.layers  # noqa: F401 - Hugging Face models (imported only when one is seen)
 
 
 def prunable_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Ordered (qualified name, module) pairs of the model's prunable units."""
     if hasattr(model, "prunable_units"):
         return list(model.prunable_units())
-    _load_builtin_adapters()
+    _load_builtin_adapters(model)
     for model_type, fn in _UNITS:
         if isinstance(model, model_type):
             return fn(model)

@@ -10,7 +10,9 @@ from hydra.utils import instantiate
 from sglp.units import prunable_units
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-GROUPS = ["model", "segmenter", "search", "scorer", "strategy", "similarity", "finetune", "pretrain", "logger"]
+GROUPS = [
+    "model", "segmenter", "search", "scorer", "strategy", "similarity", "finetune", "pretrain", "logger", "tasks"
+]  # fmt: skip
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
 
 
@@ -23,6 +25,14 @@ def compose_with(*overrides: str):
 def test_option_composes_and_instantiates(group, option):
     cfg = compose_with(f"{group}={option}", "paths.root=/tmp/sglp-test")
     node = cfg[group]
+    if group == "model" and node.get("kind") == "causal_lm":  # LLMs: built (tiny) or loaded, see test_llm_*
+        assert node.path and node.dtype
+        if "build" in node:
+            assert len(prunable_units(instantiate(node.build, vocab_size=64))) >= 2
+        return
+    if group == "tasks":  # task name -> metric, fixed per task
+        assert node and all(v in ("acc", "acc_norm") for v in node.values())
+        return
     obj = instantiate(node.net if group == "model" else node)
     assert obj is not None
     if group == "model":
@@ -48,6 +58,9 @@ DATASETS = sorted(p.stem for p in (CONFIGS / "dataset").glob("*.yaml"))
 def test_dataset_option_composes_with_the_keys_the_pipeline_needs(option):
     cfg = compose_with(f"dataset={option}", "paths.root=/tmp/sglp-test")
     assert cfg.dataset.name == option
+    if cfg.dataset.get("kind") == "text":  # a corpus for LLMs: tokenised by the model's tokenizer
+        assert cfg.dataset.splits._target_ == "sglp.data.text.text_splits" and cfg.dataset.splits.seq_len > 1
+        return
     assert cfg.dataset.num_classes >= 2 and cfg.dataset.channels in (1, 2, 3)
     assert cfg.dataset.splits._target_.startswith("sglp.data.")
     # the model config picks up the dataset's shape
