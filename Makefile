@@ -9,7 +9,7 @@ export WANDB_SILENT ?= true
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install data demo compare test test-all lint pretrain clean
+.PHONY: help install data data-llm demo demo-llm compare test test-all lint pretrain pretrain-llm clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,33 @@ data: $(STAMP)  ## make sure Fashion-MNIST is available (Debian package when roo
 		echo "Fashion-MNIST not found. Run 'sudo apt-get install dataset-fashion-mnist', put the four IDX files in data/,"; \
 		echo "or let run.py download them with torchvision (needs internet)."; \
 	fi
+
+data-llm: $(STAMP)  ## the offline LLM corpus: the King James Bible (Debian bible-kjv) as data/kjv.txt
+	@if [ -s data/kjv.txt ]; then echo "data/kjv.txt: found"; else \
+		if ! command -v bible >/dev/null; then \
+			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+				apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bible-kjv >/dev/null; \
+			else echo "install the Debian package bible-kjv (or put any UTF-8 text in data/kjv.txt)"; exit 1; fi; \
+		fi; \
+		mkdir -p data && bible "gen1:1-rev22:21" > data/kjv.txt && echo "wrote data/kjv.txt ($$(wc -c < data/kjv.txt) bytes)"; \
+	fi
+
+LLM_DEMO := model=tiny_llama dataset=kjv similarity=linear_cka_tokens scorer=perplexity finetune=lora tasks=local
+
+pretrain-llm: data-llm  ## re-create the committed tiny LLaMA on the KJV corpus (~25 min on 2 CPU cores)
+	$(PY) run.py mode=pretrain model=tiny_llama dataset=kjv pretrain=tiny_llama experiment=pretrain overwrite=true
+
+demo-llm: data-llm  ## SGLP on the tiny LLaMA: token CKA, perplexity search, LoRA, local lm-eval task (CPU)
+	$(PY) run.py $(LLM_DEMO) experiment=demo_llm search.keep=9 segmenter.k=3 calibration.batch_size=8 \
+		calibration.num_batches=4 finetune.steps=200 finetune.lr=1e-3 eval_batch_size=16 latency.batch_sizes=[1,8]
+
+TABLE_LLM := $(PY) run.py -m model=llama3_1_8b dataset=kjv similarity=linear_cka_tokens finetune=lora tasks=sglp_paper \
+	experiment=table_llm search.keep=null search.ratio=0.25 finetune.bf16=true finetune.gradient_checkpointing=true \
+	results_table=results/table_llm.csv skip_existing=true
+
+table-llm:  ## GPU + hub access: LLaMA-3.1-8B at 25% of layers removed: SGLP vs ShortGPT, random, L1/L2; LoRA; 8 tasks
+	$(TABLE_LLM) scorer=perplexity
+	$(TABLE_LLM) segmenter=none scorer=block_influence,random,l1,l2
 
 demo: data  ## SGLP end to end on ResNet-56 / Fashion-MNIST (offline, ~6 min on 2 CPU cores)
 	$(PY) run.py experiment=demo

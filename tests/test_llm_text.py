@@ -86,3 +86,21 @@ def test_token_row_cka_of_decoder_layers_equals_cka_of_their_hidden_states():
         acc.end_batch()
     assert torch.allclose(sim[: L - 1, : L - 1], acc.matrix(), atol=1e-10)
     assert sim.shape == (5, 5) and torch.allclose(sim.diagonal(), torch.ones(5, dtype=sim.dtype))
+
+
+def test_block_influence_and_magnitude_rank_decoder_layers():
+    from sglp.criteria.block_influence import BlockInfluence
+    from sglp.criteria.magnitude import Magnitude
+
+    model = tiny_llama(layers=4)
+    g = torch.Generator().manual_seed(3)
+    data = [(x, x) for x in (torch.randint(0, 50, (2, 10), generator=g) for _ in range(2))]
+    bi = BlockInfluence(num_batches=2, batch_size=2)
+    bi.prepare(lambda bs, n: data[:n], model)
+    with torch.no_grad():  # by hand: 1 - mean cosine between each layer's input and output hidden states
+        states = [model(x, output_hidden_states=True).hidden_states for x, _ in data]
+    layer0 = [torch.nn.functional.cosine_similarity(h[0].double(), h[1].double(), dim=-1) for h in states]
+    assert bi.importance[0].item() == pytest.approx(1 - torch.cat([c.reshape(-1) for c in layer0]).mean().item())
+    mag = Magnitude(2)
+    mag.prepare(None, model)
+    assert mag.importance.shape == (4,) and torch.isfinite(mag.importance).all()

@@ -32,15 +32,17 @@ class BlockInfluence(UnitCriterion):
         count = torch.zeros(len(units), dtype=torch.float64)
 
         def hook(i: int):
-            def fn(_m, args, out):
-                a, b = channel_vectors(bypasses[i](args[0])), channel_vectors(out)
+            def fn(_m, args, kwargs, out):
+                x = args[0] if args else kwargs["hidden_states"]  # LLM decoder layers may get it by keyword
+                out = out[0] if isinstance(out, tuple) else out
+                a, b = channel_vectors(bypasses[i](x)), channel_vectors(out)
                 cos = F.cosine_similarity(a.double(), b.double(), dim=1, eps=1e-12)
                 cos_sum[i] += cos.sum()
                 count[i] += cos.numel()
 
             return fn
 
-        handles = [u.register_forward_hook(hook(i)) for i, (_, u) in enumerate(units)]
+        handles = [u.register_forward_hook(hook(i), with_kwargs=True) for i, (_, u) in enumerate(units)]
         try:
             with eval_mode(model):
                 for x, _ in batches:
