@@ -25,7 +25,7 @@ from sglp.device import resolve_device
 from sglp.errors import CheckpointError
 from sglp.metrics import count_flops, count_parameters, measure_latency, reduction_pct
 from sglp.plots import plot_cka
-from sglp.report import NullLogger, append_row, format_row, git_commit, write_row
+from sglp.report import NullLogger, git_commit, publish_row
 from sglp.search import SearchResult
 from sglp.surgery import remove_layers
 from sglp.training import SGDConfig, evaluate, to_memory_format, train
@@ -292,10 +292,5 @@ def run_pruning(
         )
     scores = {"choices": [asdict(c) for c in result.search.choices], "candidates": result.search.scores}
     (run_dir / "search_scores.json").write_text(json.dumps(scores, indent=1))
-    write_row(row, run_dir)
-    if results_table:
-        append_row(row, results_table)
-    logger.log({k: v for k, v in row.items() if isinstance(v, (int, float))})
-    logger.finish(row)
-    print(format_row(row))
+    publish_row(row, run_dir, results_table, logger)
     return row

@@ -191,6 +191,18 @@ class WandbLogger(NullLogger):
             self.run = None
 
 
+def publish_row(
+    row: Mapping[str, Any], run_dir: str | Path, results_table: str | Path | None, logger: NullLogger
+) -> None:
+    """Everywhere a finished run's row goes: row.json/row.csv, the shared table, W&B (numbers + summary), stdout."""
+    write_row(row, run_dir)
+    if results_table:
+        append_row(row, results_table)
+    logger.log({k: v for k, v in row.items() if isinstance(v, (int, float))})
+    logger.finish(row)
+    print(format_row(row))
+
+
 def emit_report(text: str, out: str | Path | None = None) -> None:
     """Print a rendered report and, if `out` is given, write it there (folders created)."""
     if out:

@@ -84,6 +84,19 @@ def _save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def load_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore model, optimiser and the torch RNG from a state file written by a training loop; returns the
+    state (its step/epoch counters and history). A file that cannot be read is a clear error."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"cannot resume from {path}: {e}. Delete it to start over.") from e
+    torch.set_rng_state(state["torch_rng"])
+    return state
+
+
 def train(
     model: nn.Module,
     data: ImageSplits,
@@ -130,14 +143,8 @@ def train(
     start_epoch = 0
     state_path = Path(state_path) if state_path else None
     if resume and state_path and state_path.exists():
-        try:
-            state = torch.load(state_path, map_location="cpu", weights_only=False)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-        except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"cannot resume from {state_path}: {e}. Delete it to start over.") from e
+        state = load_training_state(state_path, model, opt)
         start_epoch, history = state["epoch"] + 1, state["history"]
-        torch.set_rng_state(state["torch_rng"])
     for epoch in range(start_epoch, config.epochs):
         model.train()
         batches = data.train_batches(config.batch_size, seed=seed, epoch=epoch, max_batches=config.max_steps_per_epoch)

@@ -25,7 +25,7 @@ from torchvision.models.vgg import VGG
 from torchvision.models.vision_transformer import EncoderBlock, VisionTransformer
 
 from sglp.errors import UnsupportedModelError
-from sglp.models.vgg_cifar import ChannelPad
+from sglp.models.vgg_cifar import conv_layer_bypass
 from sglp.units import register_bypass, register_units
 
 log = logging.getLogger(__name__)
@@ -61,12 +61,7 @@ class VGGLayer(nn.Module):
         return self.relu(self.bn(self.conv(x)))
 
     def bypass(self) -> nn.Module:
-        c_in, c_out = self.conv.in_channels, self.conv.out_channels
-        if c_in == c_out:
-            return nn.Identity()
-        if c_in < c_out:
-            return ChannelPad(c_in, c_out)
-        raise UnsupportedModelError(f"cannot bypass a VGG layer that narrows {c_in} -> {c_out} channels")
+        return conv_layer_bypass(self.conv)
 
 
 def _torchvision_vgg_keys(layers: dict[int, int]):

@@ -26,7 +26,7 @@ from sglp.metrics import count_parameters, reduction_pct
 from sglp.modes import eval_mode
 from sglp.pipeline import timed
 from sglp.plots import plot_cka
-from sglp.report import NullLogger, append_row, format_row, git_commit, write_row
+from sglp.report import NullLogger, git_commit, publish_row
 from sglp.units import prunable_units
 
 log = logging.getLogger(__name__)
@@ -136,10 +136,5 @@ def run_llm_pruning(
         pruned.save_pretrained(run_dir / "pruned_model")
         tokenizer.save_pretrained(run_dir / "pruned_model")
     (run_dir / "search_scores.json").write_text(json.dumps({"candidates": result.search.scores}, indent=1))
-    write_row(row, run_dir)
-    if results_table:
-        append_row(row, results_table)
-    logger.log({k: v for k, v in row.items() if isinstance(v, (int, float))})
-    logger.finish(row)
-    print(format_row(row))
+    publish_row(row, run_dir, results_table, logger)
     return row

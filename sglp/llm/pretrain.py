@@ -21,8 +21,9 @@ import torch
 from tqdm.auto import tqdm
 
 from sglp.device import model_device
-from sglp.errors import CheckpointError, InvalidArgument
+from sglp.errors import InvalidArgument
 from sglp.llm.perplexity import perplexity
+from sglp.training import load_training_state
 
 
 @dataclass
@@ -72,14 +73,8 @@ def pretrain_causal_lm(
     )  # fmt: skip
     step, history, seconds = 0, [], 0.0
     if resume and state_path.exists():
-        try:
-            state = torch.load(state_path, map_location="cpu", weights_only=False)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-        except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"cannot resume from {state_path}: {e}. Delete it to start over.") from e
+        state = load_training_state(state_path, model, opt)
         step, history, seconds = state["step"], state["history"], state["seconds"]
-        torch.set_rng_state(state["torch_rng"])
     per_epoch = len(data.train_batches(config.batch_size))
     bar = tqdm(total=config.steps, initial=step, desc="pretrain LM", leave=False, disable=not progress)
     t0, loss_sum, n = time.perf_counter(), 0.0, 0

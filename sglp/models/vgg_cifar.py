@@ -48,6 +48,16 @@ class ChannelPad(nn.Module):
         return f"{self.in_channels}->{self.out_channels}"
 
 
+def conv_layer_bypass(conv: nn.Conv2d) -> nn.Module:
+    """What replaces a removed conv layer: the identity, or a zero-padding of the channels when it widens them."""
+    c_in, c_out = conv.in_channels, conv.out_channels
+    if c_in == c_out:
+        return nn.Identity()
+    if c_in < c_out:
+        return ChannelPad(c_in, c_out)
+    raise UnsupportedModelError(f"cannot bypass a layer that narrows {c_in} -> {c_out} channels")
+
+
 class ConvBNReLU(nn.Module):
     """conv3x3 (no bias) + BatchNorm + ReLU: one prunable unit."""
 
@@ -60,12 +70,7 @@ class ConvBNReLU(nn.Module):
         return F.relu(self.bn(self.conv(x)))
 
     def bypass(self) -> nn.Module:
-        c_in, c_out = self.conv.in_channels, self.conv.out_channels
-        if c_in == c_out:
-            return nn.Identity()
-        if c_in < c_out:
-            return ChannelPad(c_in, c_out)
-        raise UnsupportedModelError(f"cannot bypass a layer that narrows {c_in} -> {c_out} channels")
+        return conv_layer_bypass(self.conv)
 
 
 CHANNEL_FIXES = ("slice", "reinit", "pad")
