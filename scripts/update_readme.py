@@ -5,6 +5,7 @@
 Blocks are delimited by `<!-- NAME:start -->` / `<!-- NAME:end -->`:
 - `demo`: results/demo.md (the demo's row, rendered by scripts/render_row.py);
 - `checkpoint`: every committed backbone's metadata and per-epoch log;
+- `llm_checkpoint`: every committed language model's meta.json and training log;
 - `scorer_study`, `bench_search`, `segment_spaces`, `baselines_fashion_mnist`: the matching results/*.md,
   without their title line.
 """
@@ -12,6 +13,7 @@ Blocks are delimited by `<!-- NAME:start -->` / `<!-- NAME:end -->`:
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 
@@ -49,6 +51,37 @@ def checkpoint_block() -> str:
     return "\n".join(summary + [""] + logs).strip()
 
 
+def llm_checkpoint_block() -> str:
+    """A summary row per committed language model (meta.json beside its safetensors), then its evaluation log."""
+    dirs = sorted(p.parent for p in (ROOT / "checkpoints").glob("*/meta.json"))
+    if not dirs:
+        return "(no language model committed yet)"
+    out = [
+        "| checkpoint | parameters | test perplexity | unigram test ppl. | steps | tokens | minutes | made by |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    logs = []
+    for d in dirs:
+        m = json.loads((d / "meta.json").read_text())
+        rel = d.relative_to(ROOT)
+        out.append(
+            f"| `{rel}/` | {m['parameters'] / 1e6:.2f} M | **{m['test_perplexity']:.1f}** | "
+            f"{m['unigram_test_perplexity']:.1f} | {m['steps']} | {m['tokens_seen'] / 1e6:.1f} M | "
+            f"{m['train_seconds'] / 60:.0f} | `{m['command']}` (seed {m['seed']}) |"
+        )
+        with open(d / "train_log.csv") as f:
+            rows = list(csv.DictReader(f))
+        logs += [f"`{rel}` during training:", "", "| step | train perplexity | calibration perplexity | minutes |",
+                 "|---|---|---|---|"]  # fmt: skip
+        logs += [
+            f"| {r['step']} | {float(r['train_ppl']):.1f} | {float(r['calib_ppl']):.1f} | "
+            f"{float(r['seconds']) / 60:.1f} |"
+            for r in rows
+        ]
+        logs.append("")
+    return "\n".join(out + [""] + logs).strip()
+
+
 def result_body(name: str) -> str:
     """results/NAME.md without a leading '# title' line."""
     text = (ROOT / "results" / f"{name}.md").read_text().strip()
@@ -56,7 +89,7 @@ def result_body(name: str) -> str:
 
 
 def main() -> None:
-    blocks = {"demo": result_body("demo"), "checkpoint": checkpoint_block()}
+    blocks = {"demo": result_body("demo"), "checkpoint": checkpoint_block(), "llm_checkpoint": llm_checkpoint_block()}
     for name in ("scorer_study", "bench_search", "segment_spaces", "baselines_fashion_mnist"):
         if (ROOT / "results" / f"{name}.md").exists():
             blocks[name] = result_body(name)
