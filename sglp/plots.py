@@ -47,16 +47,15 @@ def plot_accuracy_vs_reduction(
 ) -> Path:
     """Scatter of accuracy after fine-tuning against MACs reduction, one colour per method, one point per run."""
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    cmap = plt.get_cmap("tab20")
+    cmap = plt.get_cmap("tab10")
     for c, (method, (xs, ys)) in enumerate(sorted(points.items())):
-        ax.scatter(xs, ys, color=cmap(c % 20), label=method, s=30, alpha=0.85)
+        ax.scatter(xs, ys, color=cmap(c % 10), marker="os^Dv"[c // 10 % 5], label=method, s=36, alpha=0.85)
     ax.set_xlabel("MACs reduction (%)")
     ax.set_ylabel("test accuracy after fine-tuning (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
