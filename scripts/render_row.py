@@ -49,9 +49,38 @@ SUMMARY = [
 ]
 
 
+def llm_summary(r: dict) -> list[tuple[str, str]]:
+    """Rows of an LLM result: perplexity and each task's accuracy, dense -> pruned before -> after recovery."""
+    out = [
+        ("model / dataset", f"{r['model']} / {r['dataset']}"),
+        ("method", f"{r['method']} (k={r['k']}, scorer={r['scorer']})"),
+        ("decoder layers kept / total", f"{r['units_kept']} / {r['units_total']}"),
+        ("segments (layer indices, from 0)", str(r["segments"])),
+        ("removed layers", str(r["removed"])),
+        ("test perplexity: dense -> pruned -> after LoRA",
+         f"{r['ppl_dense']:.2f} -> {r['ppl_pruned_before_ft']:.2f} -> {r['ppl_pruned']:.2f}"),
+    ]  # fmt: skip
+    tasks = [k.removesuffix("_dense") for k in r if k.endswith("_dense") and f"{k[:-6]}_pruned" in r]
+    for t in (t for t in tasks if t not in ("ppl", "avg_acc", "tokens_per_s")):
+        out.append(
+            (f"{t} accuracy (%): dense -> pruned -> after LoRA",
+             f"{r[f'{t}_dense']:.2f} -> {r[f'{t}_pruned_before_ft']:.2f} -> {r[f'{t}_pruned']:.2f}")
+        )  # fmt: skip
+    out.append(("LoRA steps / final loss", f"{r['lora_steps']} / {r['lora_final_loss']}"))
+    out.append(("parameters dense -> pruned (reduction)",
+                f"{r['params_dense']:,} -> {r['params_pruned']:,} ({r['params_reduction_pct']:.1f}%)"))  # fmt: skip
+    for key in sorted(k for k in r if k.startswith("tokens_per_s_dense_bs")):
+        b = key.removeprefix("tokens_per_s_dense_bs")
+        pruned, speedup = r[f"tokens_per_s_pruned_bs{b}"], r[f"speedup_bs{b}"]
+        out.append((f"forward throughput, batch {b} (tokens/s)", f"{r[key]:,.0f} -> {pruned:,.0f} (x{speedup:.2f})"))
+    out.append(("search space / evaluated", f"{r['search_space']} / {r.get('search_evaluated', '')}"))
+    return out
+
+
 def render(row: dict, command: str | None = None) -> str:
     lines = ["| quantity | value |", "|---|---|"]
-    lines += [f"| {name} | {fn(row)} |" for name, fn in SUMMARY]
+    summary = llm_summary(row) if "ppl_dense" in row else [(name, fn(row)) for name, fn in SUMMARY]
+    lines += [f"| {name} | {value} |" for name, value in summary]
     for key in sorted(k for k in row if k.startswith("latency_ms_dense_bs")):
         b = key.removeprefix("latency_ms_dense_bs")
         lines.append(

@@ -90,7 +90,7 @@ def result_body(name: str) -> str:
 
 def main() -> None:
     blocks = {"demo": result_body("demo"), "checkpoint": checkpoint_block(), "llm_checkpoint": llm_checkpoint_block()}
-    for name in ("scorer_study", "bench_search", "segment_spaces", "baselines_fashion_mnist"):
+    for name in ("scorer_study", "bench_search", "segment_spaces", "baselines_fashion_mnist", "demo_llm"):
         if (ROOT / "results" / f"{name}.md").exists():
             blocks[name] = result_body(name)
     readme = ROOT / "README.md"
