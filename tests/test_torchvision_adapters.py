@@ -107,6 +107,7 @@ def test_full_vit_b_16():
 def test_torchvision_vgg_bn_layers_group_remove_and_keep_loading_torchvision_weights():
     torch.manual_seed(3)
     src = torchvision.models.vgg11_bn(num_classes=10).eval()
+    src.classifier = nn.Linear(512 * 7 * 7, 10)  # a small head keeps the test fast; the units are in `features`
     for m in src.modules():  # non-trivial BN statistics, so a wrong mapping would show
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
@@ -116,6 +117,7 @@ def test_torchvision_vgg_bn_layers_group_remove_and_keep_loading_torchvision_wei
     with torch.no_grad():
         expected = src(x)
     model = torchvision.models.vgg11_bn(num_classes=10)
+    model.classifier = nn.Linear(512 * 7 * 7, 10)
     units = prunable_units(model)  # groups in place
     assert [n for n, _ in units] == [f"features.{i}" for i in (4, 8, 11, 15, 18, 22, 25)]  # 8 convs, first stays
     model.load_state_dict(torchvision_layout)  # torchvision's keys still load
