@@ -45,7 +45,7 @@ data-llm: $(STAMP)  ## the offline LLM corpus: the King James Bible (Debian bibl
 
 LLM_DEMO := model=tiny_llama dataset=kjv similarity=linear_cka_tokens scorer=perplexity finetune=lora tasks=local
 
-pretrain-llm: data-llm  ## re-create the committed tiny LLaMA on the KJV corpus (~25 min on 2 CPU cores)
+pretrain-llm: data-llm  ## re-create the committed tiny LLaMA on the KJV corpus (~10 min on 2 CPU cores)
 	$(PY) run.py mode=pretrain model=tiny_llama dataset=kjv pretrain=tiny_llama experiment=pretrain overwrite=true
 
 demo-llm: data-llm  ## SGLP on the tiny LLaMA: token CKA, perplexity search, LoRA, local lm-eval task (CPU)
