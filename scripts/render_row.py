@@ -61,7 +61,7 @@ def llm_summary(r: dict) -> list[tuple[str, str]]:
          f"{r['ppl_dense']:.2f} -> {r['ppl_pruned_before_ft']:.2f} -> {r['ppl_pruned']:.2f}"),
     ]  # fmt: skip
     tasks = [k.removesuffix("_dense") for k in r if k.endswith("_dense") and f"{k[:-6]}_pruned" in r]
-    for t in (t for t in tasks if t not in ("ppl", "avg_acc", "tokens_per_s")):
+    for t in (t for t in tasks if f"{t}_pruned_before_ft" in r and t != "ppl"):
         out.append(
             (f"{t} accuracy (%): dense -> pruned -> after LoRA",
              f"{r[f'{t}_dense']:.2f} -> {r[f'{t}_pruned_before_ft']:.2f} -> {r[f'{t}_pruned']:.2f}")
