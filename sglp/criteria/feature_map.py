@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sglp.activations import unit_output_hooks
 from sglp.criteria.base import Batches, UnitCriterion
 from sglp.modes import eval_mode
 from sglp.units import prunable_units
@@ -30,18 +31,13 @@ class FeatureMapTaylor(UnitCriterion):
         super().__init__(num_batches, batch_size)
 
     def unit_importance(self, model: nn.Module, batches: Batches) -> torch.Tensor:
-        units = prunable_units(model)
-        sums = torch.zeros(len(units), dtype=torch.float64)
+        sums = torch.zeros(len(prunable_units(model)), dtype=torch.float64)
         count = 0
-        with eval_mode(model):
+        outputs: list[torch.Tensor] = []  # this batch's unit outputs, in unit order
+        with eval_mode(model), unit_output_hooks(model, lambda _i, out: outputs.append(out)):
             for x, y in batches:
-                outputs: list[torch.Tensor] = []
-                hooks = [u.register_forward_hook(lambda _m, _i, out, o=outputs: o.append(out)) for _, u in units]
-                try:
-                    loss = F.cross_entropy(model(x), y, reduction="sum")
-                finally:
-                    for h in hooks:
-                        h.remove()
+                outputs.clear()
+                loss = F.cross_entropy(model(x), y, reduction="sum")
                 grads = torch.autograd.grad(loss, outputs)
                 for i, (a, g) in enumerate(zip(outputs, grads)):
                     sums[i] += channel_saliency(a.detach(), g).mean(dim=1).sum()

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sglp.activations import unit_output_hooks
 from sglp.criteria.base import Batches, UnitCriterion
 from sglp.errors import InvalidArgument
 from sglp.modes import eval_mode
@@ -44,20 +45,18 @@ def unit_embeddings(model: nn.Module, batches: Batches, length: int) -> list[tor
     each (examples, features), BatchNorm in eval mode."""
     units = prunable_units(model)
     per_batch: list[list[torch.Tensor]] = [[] for _ in range(len(units) + 1)]
-    hooks = [
-        units[0][1].register_forward_pre_hook(lambda _m, args: per_batch[0].append(pooled_embedding(args[0], length)))
-    ]
-    hooks += [
-        u.register_forward_hook(lambda _m, _i, out, i=i: per_batch[i + 1].append(pooled_embedding(out, length)))
-        for i, (_, u) in enumerate(units)
-    ]
+    first_input = units[0][1].register_forward_pre_hook(
+        lambda _m, args: per_batch[0].append(pooled_embedding(args[0], length))
+    )
     try:
-        with eval_mode(model):
+        with (
+            eval_mode(model),
+            unit_output_hooks(model, lambda i, out: per_batch[i + 1].append(pooled_embedding(out, length))),
+        ):
             for x, _ in batches:
                 model(x)
     finally:
-        for h in hooks:
-            h.remove()
+        first_input.remove()
     return [torch.cat(e) for e in per_batch]
 
 
