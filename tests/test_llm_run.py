@@ -2,17 +2,13 @@
 perplexity scorer), LoRA recovery and the local lm-eval task, and read the row back."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from test_run import run  # the same run.py subprocess helper as the vision end-to-end tests
 
 pytest.importorskip("transformers")
 pytest.importorskip("lm_eval")
 
-ROOT = Path(__file__).resolve().parents[1]
 VERSES = [
     "and god said let there be light and there was light",
     "in the beginning was the word and the word was with god",
@@ -21,12 +17,6 @@ VERSES = [
     "and the evening and the morning were the first day",
     "for god so loved the world that he gave his only son",
 ]
-
-
-def run(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "HYDRA_FULL_ERROR": "0"}
-    args = [sys.executable, "run.py", f"hydra.run.dir={tmp_path}/run", f"results_table={tmp_path}/runs.csv", *overrides]
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
 def test_tiny_llm_pretrain_then_prune_end_to_end(tmp_path):
