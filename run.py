@@ -58,7 +58,9 @@ def run(cfg: DictConfig) -> dict:
     if not is_main():  # under torchrun only rank 0 writes results and logs
         run_dir, results_table, logger = os.path.join(run_dir, f"rank{rank()}"), None, NullLogger()
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    tags = [cfg.mode, cfg.model.name, cfg.dataset.name]
+    tags = [cfg.mode, cfg.model.name, cfg.dataset.name, f"table:{cfg.name}"]
+    if cfg.dry_run:
+        return dry_run(cfg, resolved)
     if cfg.model.get("kind") == "causal_lm":  # decoder LLMs: their own job (sglp.llm)
         return run_llm(cfg, device, run_dir, results_table, logger, resolved, tags)
     data = instantiate(cfg.dataset.splits)
@@ -147,14 +149,40 @@ def run_identity(cfg: DictConfig, strategy, key: str) -> dict:
     choices = dict(HydraConfig.get().runtime.choices)
     groups = ("strategy", *getattr(strategy, "label_groups", ()))
     return {
-        "experiment": cfg.experiment,
-        "method": cfg.method or "/".join(str(choices.get(g)) for g in groups),
+        "experiment": cfg.name,
+        "method": cfg.label or "/".join(str(choices.get(g)) for g in groups),
         "model": cfg.model.name,
         "dataset": cfg.dataset.name,
         "seed": cfg.seed,
         "config_key": key,
         "options": {g: choices[g] for g in sorted(choices) if not g.startswith("hydra")},
+        "overrides": HydraConfig.get().job.override_dirname,
     }
+
+
+def dry_run(cfg: DictConfig, resolved: dict) -> dict:
+    """Build every component that needs neither data nor weights, say what is found or missing, and stop."""
+    from sglp.report import config_key
+
+    plan = {
+        "experiment": cfg.name,
+        "method": cfg.label or HydraConfig.get().runtime.choices.get("method"),
+        "config_key": config_key(resolved, root=cfg.paths.root),
+        "strategy": type(instantiate(cfg.strategy)).__name__,
+        "finetune": type(instantiate(cfg.finetune)).__name__ if cfg.finetune.get("_target_") else None,
+        "results_table": cfg.results_table,
+    }
+    if cfg.model.get("kind") == "causal_lm":
+        plan["model"] = f"{cfg.model.path} ({'found' if os.path.exists(cfg.model.path) else 'hub id or missing'})"
+    else:
+        net = instantiate(cfg.model.net)
+        plan["model"] = f"{type(net).__name__}, {sum(p.numel() for p in net.parameters()):,} parameters"
+        plan["checkpoint"] = f"{cfg.checkpoint} ({'found' if os.path.isfile(cfg.checkpoint) else 'missing'})"
+    data_dir = cfg.dataset.splits.get("data_dir") or cfg.dataset.splits.get("path") or cfg.dataset.splits.get("root")
+    if data_dir:
+        plan["data"] = f"{data_dir} ({'found' if os.path.exists(str(data_dir)) else 'missing'})"
+    print("dry run (nothing trained or written): " + "; ".join(f"{k}={v}" for k, v in plan.items()))
+    return plan
 
 
 def run_llm(cfg: DictConfig, device, run_dir: str, results_table, logger, resolved: dict, tags: list) -> dict:

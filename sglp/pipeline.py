@@ -24,12 +24,12 @@ from sglp.data.batches import ImageSplits
 from sglp.device import resolve_device
 from sglp.errors import CheckpointError
 from sglp.metrics import count_flops, count_parameters, measure_latency, reduction_pct
-from sglp.plots import plot_cka
+from sglp.plots import plot_cka, plot_kept_units
 from sglp.report import NullLogger, git_commit, publish_row
 from sglp.search import SearchResult
 from sglp.surgery import remove_layers
 from sglp.training import SGDConfig, evaluate, to_memory_format, train
-from sglp.units import prunable_units
+from sglp.units import prunable_units, unit_width
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,9 @@ def run_pruning(
         np.save(run_dir / "cka.npy", result.similarity.numpy())
         heatmap = plot_cka(result.similarity, result.segments, result.kept, run_dir / "cka_segments.png")
         logger.log_image("cka_segments", heatmap)
+    widths = [unit_width(u) for _, u in prunable_units(net)]
+    kept_figure = plot_kept_units(widths, result.kept, result.segments, run_dir / "kept_units.png")
+    logger.log_image("kept_units", kept_figure)
 
     pruned = result.pruned
     with timed(timings, "seconds_eval_pruned"):
@@ -243,6 +246,8 @@ def run_pruning(
             "removed": result.removed,
             "units_total": units_total,
             "units_kept": len(result.kept),
+            "calib_batch_size": s.calib_batch_size,
+            "calib_batches": s.calib_batches,
             "dense_acc": dense_acc,
             "pruned_acc_before_ft": acc_before,
             "pruned_acc": acc_after,
@@ -292,5 +297,7 @@ def run_pruning(
         )
     scores = {"choices": [asdict(c) for c in result.search.choices], "candidates": result.search.scores}
     (run_dir / "search_scores.json").write_text(json.dumps(scores, indent=1))
+    if s.save_pruned_model:
+        logger.log_artifact(run_dir / "pruned_model.pt", "pruned_model")
     publish_row(row, run_dir, results_table, logger)
     return row

@@ -59,3 +59,30 @@ def plot_accuracy_vs_reduction(
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def plot_kept_units(
+    widths: list[int],
+    kept: list[int],
+    segments: list[list[int]],
+    path: str | Path,
+    title: str = "kept (blue) and removed (grey) units",
+) -> Path:
+    """The SGLP paper's Fig. 3: one bar per prunable unit (height = its output channels), kept units blue,
+    removed grey; dotted lines mark segment boundaries."""
+    kept_set = set(kept)
+    n = len(widths)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * n + 2), 3.4))
+    colors = ["tab:blue" if i in kept_set else "0.75" for i in range(n)]
+    ax.bar(range(n), widths, color=colors, width=0.8)
+    for seg in segments[1:]:
+        ax.axvline(seg[0] - 0.5, color="0.3", ls=":", lw=1)
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_xlabel("unit index (from 0)")
+    ax.set_ylabel("output channels")
+    ax.set_title(f"{title}: {len(kept_set)} of {n} kept", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -45,7 +45,27 @@ VOLATILE_KEYS = (
     "resume",
     "pretrain_if_missing",
     "skip_existing",
+    "dry_run",
 )
+
+# The papers' column names for a row's metrics (logged to W&B as `paper/<name>` beside the row's own keys).
+# The papers' "FLOPs" reductions count multiply-accumulates: they map to our MACs column.
+PAPER_COLUMNS = {
+    "Acc. (%)": "pruned_acc",
+    "FLOPs (%)": "macs_reduction_pct",
+    "Params. (%)": "params_reduction_pct",
+    "Search Space": "search_space",
+    "Evaluation Cost (s)": "search_seconds",
+    "LR bs=1 (%)": "latency_reduction_pct_bs1",
+    "LR bs=8 (%)": "latency_reduction_pct_bs8",
+    "LR bs=64 (%)": "latency_reduction_pct_bs64",
+    "Avg Acc.": "avg_acc_pruned",
+}
+
+
+def paper_columns(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The row's metrics that the papers' tables report, under the papers' column names."""
+    return {f"paper/{name}": row[key] for name, key in PAPER_COLUMNS.items() if row.get(key) is not None}
 
 
 def config_key(config: Mapping[str, Any], root: str | None = None) -> str:
@@ -139,6 +159,9 @@ class NullLogger:
     def log_image(self, key: str, path: str | Path) -> None:
         pass
 
+    def log_artifact(self, path: str | Path, name: str) -> None:
+        pass
+
     def finish(self, summary: Mapping[str, Any] | None = None) -> None:
         pass
 
@@ -154,8 +177,10 @@ class WandbLogger(NullLogger):
         mode: str = "offline",
         group: str | None = None,
         tags: list[str] | None = None,
+        log_model: bool = False,
     ) -> None:
         self.project, self.entity, self.mode, self.group, self.tags = project, entity, mode, group, list(tags or [])
+        self.log_model = log_model
         self.run = None
 
     def start(self, name: str, config: Mapping[str, Any], run_dir: str | Path, tags: list[str] | None = None) -> None:
@@ -167,7 +192,7 @@ class WandbLogger(NullLogger):
             mode=self.mode,
             group=self.group,
             name=name,
-            config=dict(config),
+            config={**dict(config), "git_commit": git_commit()},
             dir=str(run_dir),
             tags=self.tags + list(tags or []),
             reinit="finish_previous",
@@ -183,9 +208,19 @@ class WandbLogger(NullLogger):
 
             self.run.log({key: wandb.Image(str(path))})
 
+    def log_artifact(self, path: str | Path, name: str) -> None:
+        """Upload a file (the pruned model) as a W&B model artifact, when `log_model: true`."""
+        if self.run is not None and self.log_model:
+            import wandb
+
+            artifact = wandb.Artifact(f"{name}-{self.run.id}", type="model")
+            artifact.add_file(str(path))
+            self.run.log_artifact(artifact)
+
     def finish(self, summary: Mapping[str, Any] | None = None) -> None:
         if self.run is not None:
-            for k, v in (summary or {}).items():
+            summary = dict(summary or {})
+            for k, v in {**summary, **paper_columns(summary)}.items():
                 self.run.summary[k] = _cell(v)
             self.run.finish()
             self.run = None

@@ -104,3 +104,15 @@ def units_bypassed(model: nn.Module, indices: Sequence[int]) -> Iterator[nn.Modu
     finally:
         for name, unit in swapped:
             set_submodule(model, name, unit)
+
+
+def unit_width(unit: nn.Module) -> int:
+    """Output width of a unit: `out_channels`/`out_features` of its last conv or linear layer (the bar height
+    of the SGLP paper's Fig. 3); 0 when it has none."""
+    width = 0
+    for m in unit.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            width = m.out_channels
+        elif isinstance(m, nn.Linear):
+            width = m.out_features
+    return width

@@ -25,9 +25,9 @@ from sglp.llm.perplexity import perplexity
 from sglp.metrics import count_parameters, reduction_pct
 from sglp.modes import eval_mode
 from sglp.pipeline import timed
-from sglp.plots import plot_cka
+from sglp.plots import plot_cka, plot_kept_units
 from sglp.report import NullLogger, git_commit, publish_row
-from sglp.units import prunable_units
+from sglp.units import prunable_units, unit_width
 
 log = logging.getLogger(__name__)
 LOCAL_TASK = "sglp_continuation"
@@ -103,6 +103,8 @@ def run_llm_pruning(
         title = "linear CKA between decoder layers"
         heatmap = plot_cka(result.similarity, result.segments, result.kept, run_dir / "cka_segments.png", title)
         logger.log_image("cka_segments", heatmap)
+    widths = [unit_width(u) for _, u in prunable_units(model)]
+    logger.log_image("kept_units", plot_kept_units(widths, result.kept, result.segments, run_dir / "kept_units.png"))
     pruned = result.pruned
     with timed(timings, "seconds_eval_pruned"):
         row_metrics.update(measure(pruned, "pruned_before_ft"))
