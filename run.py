@@ -81,7 +81,7 @@ def run(cfg: DictConfig) -> dict:
         )
         return result
 
-    if cfg.mode == "pretrain" or (cfg.pretrain_if_missing and not os.path.exists(cfg.checkpoint)):
+    if cfg.mode == "pretrain" or (cfg.pretrain_if_missing and cfg.checkpoint and not os.path.exists(cfg.checkpoint)):
         logger.start(f"pretrain-{cfg.model.name}-{cfg.dataset.name}", resolved, run_dir, tags)
         meta = pretrain_backbone(
             net,
@@ -104,6 +104,7 @@ def run(cfg: DictConfig) -> dict:
             return meta
 
     from sglp.pipeline import PruneSettings, run_pruning
+    from sglp.report import config_key
 
     settings = PruneSettings(
         calib_batch_size=cfg.calibration.batch_size,
@@ -118,12 +119,8 @@ def run(cfg: DictConfig) -> dict:
         device=str(device),
         progress=cfg.progress,
     )
-    from sglp.report import config_key, row_exists
-
     key = config_key(resolved, root=cfg.paths.root)
-    if cfg.skip_existing and cfg.results_table and row_exists(cfg.results_table, key):
-        log.info("skipped: %s already has a row for this config (config_key %s)", cfg.results_table, key)
-        print(f"skipped: {cfg.results_table} already has this run (config_key {key}); skip_existing=false reruns it")
+    if skipped(cfg, key, run_dir):
         return {"skipped": key}
     strategy = instantiate(cfg.strategy)
     identity = run_identity(cfg, strategy, key)
@@ -142,6 +139,22 @@ def run(cfg: DictConfig) -> dict:
         tags=[*tags, identity["method"]],
     )
     return row
+
+
+def skipped(cfg: DictConfig, key: str, run_dir: str) -> bool:
+    """skip_existing: whether the results table has this config's row; if so the run directory gets a copy of
+    it (a sweep's summary then covers resumed jobs too)."""
+    from sglp.report import find_row, write_row
+
+    if not (cfg.skip_existing and cfg.results_table):
+        return False
+    row = find_row(cfg.results_table, key)
+    if row is None:
+        return False
+    write_row(row, run_dir)
+    log.info("skipped: %s already has a row for this config (config_key %s)", cfg.results_table, key)
+    print(f"skipped: {cfg.results_table} already has this run (config_key {key}); skip_existing=false reruns it")
+    return True
 
 
 def run_identity(cfg: DictConfig, strategy, key: str) -> dict:
@@ -177,7 +190,9 @@ def dry_run(cfg: DictConfig, resolved: dict) -> dict:
     else:
         net = instantiate(cfg.model.net)
         plan["model"] = f"{type(net).__name__}, {sum(p.numel() for p in net.parameters()):,} parameters"
-        plan["checkpoint"] = f"{cfg.checkpoint} ({'found' if os.path.isfile(cfg.checkpoint) else 'missing'})"
+        found = "weights as built by the model config" if cfg.checkpoint is None else (
+            "found" if os.path.isfile(cfg.checkpoint) else "missing")  # fmt: skip
+        plan["checkpoint"] = f"{cfg.checkpoint} ({found})"
     data_dir = cfg.dataset.splits.get("data_dir") or cfg.dataset.splits.get("path") or cfg.dataset.splits.get("root")
     if data_dir:
         plan["data"] = f"{data_dir} ({'found' if os.path.exists(str(data_dir)) else 'missing'})"
@@ -188,7 +203,7 @@ def dry_run(cfg: DictConfig, resolved: dict) -> dict:
 def run_llm(cfg: DictConfig, device, run_dir: str, results_table, logger, resolved: dict, tags: list) -> dict:
     """mode=pretrain: tokenizer + tiny LM on the local corpus; mode=prune: SGLP (or a baseline) on the LLM."""
     from sglp.errors import InvalidArgument
-    from sglp.report import config_key, row_exists
+    from sglp.report import config_key
 
     if cfg.mode == "evaluate":
         raise InvalidArgument("mode=evaluate is for vision models; evaluate a pruned LLM with model.path=<dir>")
@@ -222,8 +237,7 @@ def run_llm(cfg: DictConfig, device, run_dir: str, results_table, logger, resolv
     from sglp.llm.pipeline import LLMSettings, run_llm_pruning
 
     key = config_key(resolved, root=cfg.paths.root)
-    if cfg.skip_existing and cfg.results_table and row_exists(cfg.results_table, key):
-        print(f"skipped: {cfg.results_table} already has this run (config_key {key}); skip_existing=false reruns it")
+    if skipped(cfg, key, run_dir):
         return {"skipped": key}
     model, tokenizer = load_causal_lm(cfg.model.path, cfg.model.dtype, cfg.model.device_map)
     if cfg.model.device_map is None:

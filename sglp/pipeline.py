@@ -156,7 +156,7 @@ def _cost(model: nn.Module, input_shape: tuple[int, ...], s: PruneSettings) -> d
 def run_pruning(
     net: nn.Module,
     data: ImageSplits,
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     strategy,
     finetune: SGDConfig,
     settings: PruneSettings,
@@ -176,12 +176,13 @@ def run_pruning(
     timings: dict[str, float] = {}
     units_total = len(prunable_units(net))
     strategy.check(units_total)
-    if not Path(checkpoint).is_file():
-        raise CheckpointError(
-            f"no backbone checkpoint at {checkpoint}. Fix: train one with `python run.py mode=pretrain "
-            f"model=<model> dataset=<dataset>`, run with `pretrain_if_missing=true`, or set `checkpoint=<path>`."
-        )
-    load_weights(net, checkpoint)
+    if checkpoint is not None:  # None: the weights the model was built with (e.g. torchvision's)
+        if not Path(checkpoint).is_file():
+            raise CheckpointError(
+                f"no backbone checkpoint at {checkpoint}. Fix: train one with `python run.py mode=pretrain "
+                f"model=<model> dataset=<dataset>`, run with `pretrain_if_missing=true`, or set `checkpoint=<path>`."
+            )
+        load_weights(net, checkpoint)
     to_memory_format(net.to(resolve_device(s.device)), True)
     torch.manual_seed(s.seed)
     logger.start(run_dir.name, dict(config or {}), run_dir, tags)

@@ -86,3 +86,37 @@ def plot_kept_units(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_curve(
+    series: dict[str, tuple[list[float], list[float], list[float]]],
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    right: tuple[str, list[float], list[float]] | None = None,
+) -> Path:
+    """Line plot of a sweep: per series (x, mean y, std y) with error bars; `right` = (label, x, y) drawn on a
+    second y axis (e.g. parameters in Fig. 2b)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for c, (label, (xs, ys, sd)) in enumerate(series.items()):
+        order = sorted(range(len(xs)), key=lambda i: xs[i])
+        ax.errorbar([xs[i] for i in order], [ys[i] for i in order], yerr=[sd[i] for i in order], marker="o",
+                    capsize=3, color=plt.get_cmap("tab10")(c), label=label)  # fmt: skip
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if right is not None:
+        label, xs, ys = right
+        ax2 = ax.twinx()
+        order = sorted(range(len(xs)), key=lambda i: xs[i])
+        ax2.plot([xs[i] for i in order], [ys[i] for i in order], "s--", color="0.4", label=label)
+        ax2.set_ylabel(label)
+        ax2.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

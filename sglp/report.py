@@ -78,13 +78,18 @@ def config_key(config: Mapping[str, Any], root: str | None = None) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def row_exists(table: str | Path, key: str) -> bool:
-    """Whether the results table already holds a row with this `config_key`."""
+def find_row(table: str | Path, key: str) -> dict[str, str] | None:
+    """The row of the results table with this `config_key` (as CSV strings), or None."""
     table = Path(table)
     if not table.exists():
-        return False
+        return None
     with FileLock(str(table) + ".lock"), open(table, newline="") as f:
-        return any(r.get("config_key") == key for r in csv.DictReader(f))
+        return next((r for r in csv.DictReader(f) if r.get("config_key") == key), None)
+
+
+def row_exists(table: str | Path, key: str) -> bool:
+    """Whether the results table already holds a row with this `config_key`."""
+    return find_row(table, key) is not None
 
 
 def write_row(row: Mapping[str, Any], run_dir: str | Path) -> None:

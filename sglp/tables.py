@@ -1,0 +1,258 @@
+"""Paper tables from saved result rows: our numbers beside the paper's, and the difference.
+
+A table is a folder under `experiments/` with two files:
+
+- `paper.csv`: the paper's rows, typed from the paper once. Match columns (e.g. `experiment`, `method`,
+  `units_kept`) say which of our rows reproduce a paper row; `paper_method` is the paper's name for it; an
+  empty `method` marks a method we do not implement; the remaining columns are the paper's numbers.
+- `table.yaml`: `title`, `source`, `experiments` (the configs/experiment names that fill it), `match`
+  (the match columns), `columns` (each `{name, row, paper}`: a heading, the row column or an arithmetic
+  expression over row columns, the paper.csv column), optional `extra` (our columns only) and `plot`.
+
+Rows of several seeds are averaged (mean ± std). Nothing here is typed in: our side comes from the rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STAND_IN_SUFFIX = "_cpu"
+DENSE = "(dense)"  # paper.csv method of the unpruned model's line: our value is each column's `dense`
+
+
+@dataclass
+class Column:
+    """One compared quantity: heading, our value (row column or expression over row columns), paper column."""
+
+    name: str
+    row: str
+    paper: str | None = None
+    digits: int = 2
+    diff: bool = True  # show ours - paper
+    dense: str | None = None  # the unpruned model's value, for the paper's "(dense)" line
+
+
+@dataclass
+class TableSpec:
+    title: str
+    experiments: list[str]
+    match: list[str]
+    columns: list[Column]
+    extra: list[Column] = field(default_factory=list)
+    source: str = ""
+    notes: str = ""
+    plot: dict[str, Any] | None = None
+
+
+def load_spec(folder: str | Path) -> tuple[TableSpec, list[dict[str, str]]]:
+    """The table's spec and the paper's rows from `folder` (table.yaml + paper.csv)."""
+    from omegaconf import OmegaConf
+
+    folder = Path(folder)
+    raw = OmegaConf.to_container(OmegaConf.load(folder / "table.yaml"), resolve=True)
+    spec = TableSpec(
+        title=raw["title"],
+        experiments=list(raw["experiments"]),
+        match=list(raw["match"]),
+        columns=[Column(**c) for c in raw["columns"]],
+        extra=[Column(**c) for c in raw.get("extra", [])],
+        source=raw.get("source", ""),
+        notes=raw.get("notes", ""),
+        plot=raw.get("plot"),
+    )
+    return spec, read_csv(folder / "paper.csv")
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def as_number(v: Any) -> float | None:
+    """A float from a cell, or None for empty / non-numeric cells ("inf" counts as a number)."""
+    if v is None or v == "":
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+# Quantities computed from a row's columns, usable wherever a row column is.
+DERIVED = {"units_removed": "units_total - units_kept"}
+
+
+def row_value(row: Mapping[str, Any], expr: str) -> float | None:
+    """A row column, or an arithmetic expression over the row's numeric columns (e.g. 'a / b * c')."""
+    expr = DERIVED.get(expr, expr) if expr not in row else expr
+    if expr in row:
+        return as_number(row[expr])
+    names = {k: as_number(v) for k, v in row.items() if k.isidentifier()}
+    if any(v is None for k, v in names.items() if k in expr):
+        return None
+    try:
+        return float(eval(expr, {"__builtins__": {}}, {k: v for k, v in names.items() if v is not None}))
+    except (NameError, ZeroDivisionError, SyntaxError, TypeError):
+        return None
+
+
+def same(a: Any, b: Any) -> bool:
+    """Cells equal as numbers when both are numeric, else as stripped strings."""
+    x, y = as_number(a), as_number(b)
+    if x is not None and y is not None:
+        return math.isclose(x, y)
+    return str(a).strip() == str(b).strip()
+
+
+def paper_experiment(experiment: str, stand_in: bool) -> str:
+    return experiment[: -len(STAND_IN_SUFFIX)] if stand_in and experiment.endswith(STAND_IN_SUFFIX) else experiment
+
+
+def matching(rows: Iterable[Mapping[str, Any]], key: Mapping[str, Any], match: Sequence[str], stand_in: bool) -> list:
+    """Our rows whose match columns equal `key`'s (a stand-in row's experiment loses its `_cpu` suffix)."""
+    out = []
+    for r in rows:
+        ours = {**r, "experiment": paper_experiment(str(r.get("experiment", "")), stand_in)}
+        if all(same(ours[m] if m in ours else row_value(ours, m), key.get(m, "")) for m in match):
+            out.append(r)
+    return out
+
+
+def mean_std(values: Sequence[float], digits: int = 2) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return fmt(values[0], digits)
+    return f"{fmt(statistics.mean(values), digits)} ± {fmt(statistics.stdev(values), digits)}"
+
+
+def fmt(v: float | None, digits: int = 2) -> str:
+    if v is None:
+        return "–"
+    if math.isinf(v):
+        return "inf"
+    if abs(v) >= 1e5 and float(v).is_integer():
+        return f"{int(v):,}"
+    return f"{v:.{digits}f}"
+
+
+@dataclass
+class TableLine:
+    """One line of the rendered table: the paper's row (or None) and our matching rows."""
+
+    label: str
+    key: dict[str, Any]
+    paper: dict[str, str] | None
+    ours: list[Mapping[str, Any]]
+    implemented: bool = True
+    dense: bool = False
+
+
+def build_lines(spec: TableSpec, paper: list[dict[str, str]], rows: list[Mapping[str, Any]], stand_in: bool):
+    """Pair every paper row with our runs; our runs that reproduce no paper row follow, under their method."""
+    lines, used = [], set()
+    for p in paper:
+        implemented = bool(p.get("method", "").strip())
+        dense = p.get("method") == DENSE
+        match = [m for m in spec.match if m != "method"] if dense else spec.match
+        ours = matching(rows, p, match, stand_in) if implemented else []
+        if not dense:
+            used.update(id(r) for r in ours)
+        lines.append(TableLine(p.get("paper_method") or p.get("method", ""), p, p, ours, implemented, dense))
+    rest: dict[tuple, list] = {}
+    for r in rows:
+        if id(r) not in used:
+            key = tuple(str(r.get(m, "")) for m in spec.match)
+            rest.setdefault(key, []).append(r)
+    for key, rs in rest.items():
+        k = dict(zip(spec.match, key))
+        k["experiment"] = paper_experiment(k.get("experiment", ""), stand_in)
+        lines.append(TableLine(f"{rs[0].get('method', '')} (ours only)", k, None, rs))
+    return lines
+
+
+def line_cells(spec: TableSpec, line: TableLine) -> dict[str, str]:
+    """The rendered cells of one line: setting, ours / paper / Δ per column, our extras, runs."""
+    cells: dict[str, str] = {"method": line.label}
+    for m in spec.match:
+        if m not in ("experiment", "method"):
+            cells[m] = str(line.key.get(m, ""))
+    missing = (line.paper or {}).get("note") or "not implemented"
+
+    def values(c: Column) -> list[float]:
+        expr = c.dense if line.dense else c.row
+        if not expr:
+            return []
+        return [v for v in (row_value(r, expr) for r in line.ours) if v is not None]
+
+    for i, c in enumerate(spec.columns):
+        ours = values(c)
+        raw = (line.paper or {}).get(c.paper or "", "") if c.paper else ""
+        pv = as_number(raw)
+        if line.dense:  # the same unpruned model in every run: one value
+            ours = ours[:1]
+        cells[f"{c.name} ours"] = mean_std(ours, c.digits) if line.implemented else missing if i == 0 else "–"
+        cells[f"{c.name} paper"] = raw if raw and pv is None else fmt(pv, c.digits) if pv is not None else "–"
+        if c.diff:
+            diff = statistics.mean(ours) - pv if ours and pv is not None and math.isfinite(pv) else None
+            cells[f"{c.name} Δ"] = f"{diff:+.{c.digits}f}" if diff is not None else "–"
+    for c in spec.extra:
+        ours = values(c)
+        text = sorted({str(r.get(c.row)) for r in line.ours if r.get(c.row) not in (None, "")})
+        cells[c.name] = mean_std(ours[:1] if line.dense else ours, c.digits) if ours or not text else "; ".join(text)
+    cells["runs"] = str(len(line.ours)) if line.implemented else "–"
+    return cells
+
+
+def render_markdown(
+    spec: TableSpec, lines: list[TableLine], stand_in: bool, command: str = "", rows_file: str = ""
+) -> str:
+    """The table as Markdown, one block per experiment, with provenance and the stand-in notice."""
+    out = [f"# {spec.title}" + (" — CPU stand-in" if stand_in else ""), ""]
+    if stand_in:
+        out += [
+            "**CPU stand-in, not the paper's setting**: the same methods and columns on a small model and dataset "
+            "that run on 2 CPU cores (see the experiment configs). The paper's numbers are shown for orientation; "
+            "Δ compares different settings and is not a reproduction error.",
+            "",
+        ]
+    if command:
+        out.append(f"Made by `{command}` from the saved rows in `{rows_file}` (nothing typed in).")
+    if spec.source:
+        out.append(f"Paper numbers: {spec.source}.")
+    if spec.notes:
+        out += ["", spec.notes.strip()]
+    out.append("")
+    blocks: dict[str, list[TableLine]] = {}
+    for line in lines:
+        blocks.setdefault(str(line.key.get("experiment", "")), []).append(line)
+    for experiment, block in blocks.items():
+        if len(blocks) > 1 or experiment:
+            out += [f"## {experiment}" + (STAND_IN_SUFFIX if stand_in else ""), ""]
+        cells = [line_cells(spec, line) for line in block]
+        head = list(cells[0])
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "|".join("---" for _ in head) + "|")
+        out += ["| " + " | ".join(c[h] for h in head) + " |" for c in cells]
+        out.append("")
+    return "\n".join(out)
+
+
+def write_csv(spec: TableSpec, lines: list[TableLine], path: str | Path) -> None:
+    cells = [{"experiment": str(line.key.get("experiment", "")), **line_cells(spec, line)} for line in lines]
+    fields: list[str] = []
+    for c in cells:
+        fields += [k for k in c if k not in fields]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(cells)
