@@ -188,8 +188,11 @@ def dry_run(cfg: DictConfig, resolved: dict) -> dict:
     if cfg.model.get("kind") == "causal_lm":
         plan["model"] = f"{cfg.model.path} ({'found' if os.path.exists(cfg.model.path) else 'hub id or missing'})"
     else:
-        net = instantiate(cfg.model.net)
+        weights = cfg.model.net.get("weights")  # hub weights are fetched by the real run, not here
+        net = instantiate(cfg.model.net, **({"weights": None} if weights else {}))
         plan["model"] = f"{type(net).__name__}, {sum(p.numel() for p in net.parameters()):,} parameters"
+        if weights:
+            plan["model"] += f", weights {weights} (fetched when run)"
         found = "weights as built by the model config" if cfg.checkpoint is None else (
             "found" if os.path.isfile(cfg.checkpoint) else "missing")  # fmt: skip
         plan["checkpoint"] = f"{cfg.checkpoint} ({found})"

@@ -10,3 +10,55 @@ def randomise_bn_statistics(model: nn.Module, mean_range: float) -> None:
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-mean_range, mean_range)
             m.running_var.uniform_(0.5, 1.5)
+
+
+def read_wandb_offline_run(wandb_file) -> dict:
+    """The records of an offline W&B run file (run-<id>.wandb), read back without the W&B service.
+
+    The file is a LevelDB-style log (wandb's datastore format): a 7-byte header (":W&B", magic 0xBEE1,
+    version 0), then 32 KiB blocks of records, each with a 7-byte header (crc32, length u16, type u8:
+    1 full, 2 first, 3 middle, 4 last); each record is a protobuf `Record`.
+    Returns {"run": RunRecord, "config": {key: value}, "summary": {key: value}, "history_keys": set, "files": set}.
+    """
+    import json
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data = open(wandb_file, "rb").read()
+    assert data[:4] == b":W&B", "not a W&B run file"
+    block, pos, payloads, pending = 32768, 7, [], b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer too small for a header: padding
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0 and length == 0:
+            break
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 1:
+            payloads.append(chunk)
+        elif kind == 2:
+            pending = chunk
+        elif kind == 3:
+            pending += chunk
+        elif kind == 4:
+            payloads.append(pending + chunk)
+    out = {"run": None, "config": {}, "summary": {}, "history_keys": set(), "files": set()}
+    for payload in payloads:
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(payload)
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            out["run"] = record.run
+            out["config"].update({i.key: json.loads(i.value_json) for i in record.run.config.update})
+        elif kind == "config":
+            out["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
+        elif kind == "summary":
+            out["summary"].update({i.key: json.loads(i.value_json) for i in record.summary.update})
+        elif kind == "history":
+            out["history_keys"].update(i.key for i in record.history.item)
+        elif kind == "files":
+            out["files"].update(f.path for f in record.files.files)
+    return out

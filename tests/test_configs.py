@@ -11,8 +11,17 @@ from sglp.units import prunable_units
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = [
-    "model", "segmenter", "search", "scorer", "strategy", "similarity", "finetune", "pretrain", "logger", "tasks"
-]  # fmt: skip
+    "model",
+    "segmenter",
+    "search",
+    "scorer",
+    "strategy",
+    "similarity",
+    "finetune",
+    "pretrain",
+    "logger",
+    "tasks",
+]  # fmt: skip  (method and experiment: tests/test_experiments.py)
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
 
 
@@ -24,6 +33,8 @@ def compose_with(*overrides: str):
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_instantiates(group, option):
     cfg = compose_with(f"{group}={option}", "paths.root=/tmp/sglp-test")
+    if group == "model" and cfg.model.get("net", {}).get("weights"):  # hub weights: offline, build from config
+        cfg = compose_with(f"{group}={option}", "paths.root=/tmp/sglp-test", "model.net.weights=null")
     node = cfg[group]
     if group == "model" and node.get("kind") == "causal_lm":  # LLMs: built (tiny) or loaded, see test_llm_*
         assert node.path and node.dtype

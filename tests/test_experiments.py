@@ -1,0 +1,167 @@
+"""Paper tables: every experiment and method yaml composes, its table's data file agrees with the configs, every
+GPU table's make target dry-runs, and the launcher configs compose (a new table or method is tested without
+writing a test)."""
+
+import csv
+import functools
+import itertools
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from sglp.tables import DENSE, load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
+METHODS = sorted(p.stem for p in (CONFIGS / "method").glob("*.yaml"))
+TABLES = sorted(p.parent.name for p in (ROOT / "experiments").glob("*/table.yaml"))
+MAKEFILE = (ROOT / "Makefile").read_text()
+
+
+def compose_with(*overrides: str, hydra: bool = False):
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        return compose("config", overrides=["paths.root=/tmp/sglp-test", *overrides], return_hydra_config=hydra)
+
+
+@functools.cache
+def sweep_params(experiment: str) -> dict[str, list[str]]:
+    params = compose_with(f"experiment={experiment}", hydra=True).hydra.sweeper.params or {}
+    return {k: str(v).split(",") for k, v in params.items()}
+
+
+@functools.cache
+def labels() -> dict[str, str]:
+    return {m: compose_with(f"method={m}").label for m in METHODS}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_method_composes_with_a_label_and_builds_its_strategy(method):
+    cfg = compose_with(f"method={method}", *(["model=tiny_llama", "dataset=kjv"] if method.endswith("_llm") else []))
+    assert cfg.label, "a method yaml names its result rows"
+    strategy = instantiate(cfg.strategy)
+    assert strategy.describe()
+
+
+def test_method_labels_are_unique_except_for_shared_names():
+    by_label: dict[str, list[str]] = {}
+    for method, label in labels().items():
+        by_label.setdefault(label, []).append(method)
+    # one label = one method, except the LLM variant of SGLP and LayerPrune's Eq. 1 (= magnitude L2)
+    assert {k: v for k, v in by_label.items() if len(v) > 1} == {"SGLP": ["sglp", "sglp_llm"]}
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_and_sweeps_known_methods(experiment):
+    """The first job of the sweep composes and builds; every job of the GPU sweeps is built by the dry runs below."""
+    params = sweep_params(experiment)
+    assert params, "an experiment declares its sweep (hydra.sweeper.params)"
+    assert set(params.get("method", [])) <= set(METHODS)
+    cfg = compose_with(f"experiment={experiment}", *(f"{k}={v[0]}" for k, v in params.items()))
+    assert cfg.name == experiment and cfg.results_table.endswith(f"rows/{experiment}.csv")
+    assert cfg.skip_existing, "table sweeps resume"
+    if "method" in params:
+        assert cfg.label == labels()[params["method"][0]]
+    instantiate(cfg.strategy)
+
+
+@pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e.endswith("_cpu")])
+def test_cpu_stand_in_runs_the_same_methods_on_local_data(experiment):
+    parent = experiment.removesuffix("_cpu")
+    assert parent in EXPERIMENTS, "a stand-in varies a paper experiment"
+    assert sweep_params(experiment).get("method") == sweep_params(parent).get("method")
+    cfg = compose_with(f"experiment={experiment}")
+    assert cfg.dataset.name in ("fashion_mnist", "kjv") and not cfg.pretrain_if_missing
+    if cfg.model.get("kind") == "causal_lm":
+        assert cfg.model.path.endswith("tiny_llama_kjv")
+    else:
+        assert os.path.isfile(str(cfg.checkpoint).replace("/tmp/sglp-test", str(ROOT))), "a committed backbone"
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_table_data_agrees_with_the_configs(table):
+    spec, paper = load_spec(ROOT / "experiments" / table)
+    assert paper, "the paper's numbers are recorded"
+    assert set(spec.experiments) <= set(EXPERIMENTS)
+    with open(ROOT / "experiments" / table / "paper.csv", newline="") as f:
+        header = next(csv.reader(f))
+    needed = set(spec.match) | {c.paper for c in spec.columns if c.paper} | {"paper_method"}
+    assert needed <= set(header), f"paper.csv lacks {needed - set(header)}"
+    known = set(labels().values()) | {DENSE}
+    for row in paper:
+        assert row["experiment"] in spec.experiments
+        method = row.get("method", "")
+        assert not method or method in known, f"{method!r} is no method label"
+        if method and method != DENSE and "method" in spec.match:
+            # the method is swept by its experiment (or by a further line of its make target)
+            swept = sweep_params(row["experiment"]).get("method", [])
+            target_lines = re.findall(rf"experiment={row['experiment']} method=(\S+)", MAKEFILE)
+            methods = swept + [m for line in target_lines for m in line.split(",")]
+            assert any(labels()[m] == method for m in methods)
+
+
+GPU_TARGETS = sorted(set(re.findall(r"^((?:layerprune-)?(?:table\d|fig2[ab])):", MAKEFILE, re.M)) - {"table8"})
+
+
+def test_every_table_and_its_cpu_stand_in_has_a_make_target():
+    for table in TABLES:
+        target = table.removeprefix("sglp_").replace("_", "-")
+        assert re.search(rf"^{target}:", MAKEFILE, re.M) and re.search(rf"^{target}-cpu:", MAKEFILE, re.M)
+    for experiment in re.findall(r"experiment=(\w+)", MAKEFILE):
+        assert experiment in EXPERIMENTS
+
+
+def make_run_lines(target: str) -> list[list[str]]:
+    """The run.py override lists of a make target (`make -n`), ARGS empty."""
+    res = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True)
+    return [ln.split("run.py -m", 1)[1].split() for ln in res.stdout.splitlines() if "run.py -m" in ln]
+
+
+@pytest.mark.parametrize("target", GPU_TARGETS)
+def test_gpu_table_target_composes_every_job(target):
+    """Every job of every sweep of the target composes (in process, fast); the dry runs below execute them."""
+    jobs = 0
+    for overrides in make_run_lines(target):
+        experiment = next(o.split("=", 1)[1] for o in overrides if o.startswith("experiment="))
+        cli = dict(o.split("=", 1) for o in overrides)
+        params = {**sweep_params(experiment), **{k: v.split(",") for k, v in cli.items() if k != "experiment"}}
+        for values in itertools.product(*params.values()):
+            cfg = compose_with(f"experiment={experiment}", *(f"{k}={v}" for k, v in zip(params, values)))
+            assert cfg.name == experiment
+            jobs += 1
+    assert jobs > 0
+
+
+# Executing the dry runs costs ~10 s per run.py call: the cluster tables of the README run by default, all with -m "".
+DRY_RUN_DEFAULT = {"table1", "table2", "table4"}
+
+
+@pytest.mark.parametrize(
+    "target", [t if t in DRY_RUN_DEFAULT else pytest.param(t, marks=pytest.mark.slow) for t in GPU_TARGETS]
+)
+def test_gpu_table_target_dry_runs(tmp_path, target):
+    """`make <table> ARGS=dry_run=true`: every job composes, builds its components and stops before training."""
+    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+    args = f"dry_run=true hydra.sweep.dir={tmp_path}/sweep progress=false"
+    res = subprocess.run(["make", "-s", target, f"ARGS={args}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=900)  # fmt: skip
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("dry run")]
+    launched = sum(int(n) for n in re.findall(r"Launching (\d+) jobs", res.stdout + res.stderr))
+    assert len(lines) == launched > 0, "every job of every sweep of the target"
+    assert all("strategy=" in ln and "config_key=" in ln for ln in lines)
+    assert not list(tmp_path.glob("sweep/*/row.json")), "a dry run writes no result"
+
+
+@pytest.mark.parametrize("launcher,target", [("slurm", "SlurmLauncher"), ("submitit_slurm", "SlurmLauncher"),
+                                             ("parallel", "JoblibLauncher")])  # fmt: skip
+def test_launcher_configs_compose(launcher, target):
+    cfg = compose_with(f"hydra/launcher={launcher}", "experiment=table1_resnet56_cifar10", hydra=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    OmegaConf.to_container(cfg.hydra.launcher)  # no dangling keys
