@@ -161,7 +161,7 @@ def build_lines(spec: TableSpec, paper: list[dict[str, str]], rows: list[Mapping
     """Pair every paper row with our runs; our runs that reproduce no paper row follow, under their method."""
     lines, used = [], set()
     for p in paper:
-        implemented = bool(p.get("method", "").strip())
+        implemented = "method" not in spec.match or bool(p.get("method", "").strip())
         dense = p.get("method") == DENSE
         match = [m for m in spec.match if m != "method"] if dense else spec.match
         ours = matching(rows, p, match, stand_in) if implemented else []
@@ -171,7 +171,7 @@ def build_lines(spec: TableSpec, paper: list[dict[str, str]], rows: list[Mapping
     rest: dict[tuple, list] = {}
     for r in rows:
         if id(r) not in used:
-            key = tuple(str(r.get(m, "")) for m in spec.match)
+            key = tuple(str(r[m]) if m in r else fmt(row_value(r, m), 0) for m in spec.match)
             rest.setdefault(key, []).append(r)
     for key, rs in rest.items():
         k = dict(zip(spec.match, key))

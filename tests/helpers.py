@@ -18,7 +18,8 @@ def read_wandb_offline_run(wandb_file) -> dict:
     The file is a LevelDB-style log (wandb's datastore format): a 7-byte header (":W&B", magic 0xBEE1,
     version 0), then 32 KiB blocks of records, each with a 7-byte header (crc32, length u16, type u8:
     1 full, 2 first, 3 middle, 4 last); each record is a protobuf `Record`.
-    Returns {"run": RunRecord, "config": {key: value}, "summary": {key: value}, "history_keys": set, "files": set}.
+    Returns {"run": RunRecord, "config": {key: value}, "summary": {key: value}, "history_keys": set, "files": set,
+    "kinds": set of record types}.
     """
     import json
     import struct
@@ -45,20 +46,22 @@ def read_wandb_offline_run(wandb_file) -> dict:
             pending += chunk
         elif kind == 4:
             payloads.append(pending + chunk)
-    out = {"run": None, "config": {}, "summary": {}, "history_keys": set(), "files": set()}
+    out = {"run": None, "config": {}, "summary": {}, "history_keys": set(), "files": set(), "kinds": set()}
     for payload in payloads:
         record = wandb_internal_pb2.Record()
         record.ParseFromString(payload)
         kind = record.WhichOneof("record_type")
+        out["kinds"].add(kind)
         if kind == "run":
             out["run"] = record.run
             out["config"].update({i.key: json.loads(i.value_json) for i in record.run.config.update})
         elif kind == "config":
             out["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
         elif kind == "summary":
-            out["summary"].update({i.key: json.loads(i.value_json) for i in record.summary.update})
+            out["summary"].update({i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                                   for i in record.summary.update})  # fmt: skip
         elif kind == "history":
-            out["history_keys"].update(i.key for i in record.history.item)
+            out["history_keys"].update(i.key or "/".join(i.nested_key) for i in record.history.item)
         elif kind == "files":
             out["files"].update(f.path for f in record.files.files)
     return out

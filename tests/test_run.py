@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import read_wandb_offline_run
 
 from sglp.checkpoint import load_pruned
 from sglp.models.resnet_cifar import resnet20
@@ -71,7 +72,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 def test_end_to_end_row_table_model_and_wandb(tmp_path, tiny_checkpoint):
-    res = run(tmp_path, *TINY, f"checkpoint={tiny_checkpoint}", "logger=wandb")
+    res = run(tmp_path, *TINY, f"checkpoint={tiny_checkpoint}", "logger=wandb", "logger.log_model=true", "name=wbtest")
     assert res.returncode == 0, res.stderr[-3000:]
     run_dir = tmp_path / "run"
     row = json.loads((run_dir / "row.json").read_text())
@@ -98,7 +99,20 @@ def test_end_to_end_row_table_model_and_wandb(tmp_path, tiny_checkpoint):
         table = list(csv.DictReader(f))
     assert len(table) == 1 and json.loads(table[0]["removed"]) == row["removed"]
     assert (run_dir / "cka.npy").exists() and (run_dir / "cka_segments.png").exists()
-    assert glob.glob(str(run_dir / "wandb" / "offline-run-*" / "run-*.wandb"))
+    # the offline W&B run, read back from its file: one run per row, grouped by the table, paper column names
+    (wandb_file,) = glob.glob(str(run_dir / "wandb" / "offline-run-*" / "run-*.wandb"))
+    logged = read_wandb_offline_run(wandb_file)
+    assert logged["run"].run_group == "wbtest"
+    assert {"prune", "resnet20", "fashion_mnist", "table:wbtest", row["method"]} <= set(logged["run"].tags)
+    assert logged["config"]["git_commit"] == row["git_commit"] and logged["config"]["model"]["name"] == "resnet20"
+    assert logged["summary"]["pruned_acc"] == pytest.approx(row["pruned_acc"])
+    assert logged["summary"]["paper/Acc. (%)"] == pytest.approx(row["pruned_acc"])
+    assert logged["summary"]["paper/FLOPs (%)"] == pytest.approx(row["macs_reduction_pct"])
+    assert logged["summary"]["paper/Params. (%)"] == pytest.approx(row["params_reduction_pct"])
+    images = {Path(f).name.split("_")[0] + "_" + Path(f).name.split("_")[1] for f in logged["files"] if "media" in f}
+    assert {"cka_segments", "kept_units"} <= images
+    assert "artifact" in logged["kinds"]  # the pruned model (logger.log_model=true)
+    assert (run_dir / "kept_units.png").exists()
     # the saved pruned model loads back with the recorded structure
     pruned = load_pruned(resnet20(10, 1), run_dir / "pruned_model.pt")
     assert sum(p.numel() for p in pruned.parameters()) == row["params_pruned"]
@@ -247,12 +261,39 @@ def test_cnn1d_on_rml2016_end_to_end_on_a_tiny_pickle(tmp_path):
     assert row["model"] == "cnn1d" and row["params_pruned"] < row["params_dense"]
 
 
-def test_every_scorer_and_strategy_runs_end_to_end(tmp_path, tiny_checkpoint):
-    """One multirun over every scorer yaml (a new method is tested without writing a test), then layer fusion."""
+def test_every_method_runs_in_a_parallel_sweep_with_a_summary(tmp_path, tiny_checkpoint):
+    """Every vision method yaml in one multirun on the joblib launcher (2 processes appending to one table): a new
+    method is tested without writing a test, and parallel appends lose or duplicate no row."""
+    from omegaconf import OmegaConf
+
+    methods = sorted(p.stem for p in (ROOT / "configs" / "method").glob("*.yaml") if not p.stem.endswith("_llm"))
+    tiny = [o for o in TINY if not o.startswith(("scorer.", "segmenter.", "threads"))]  # methods set their own
+    res = run(tmp_path, "-m", f"hydra.sweep.dir={tmp_path}/multi", *tiny, f"checkpoint={tiny_checkpoint}",
+              "logger=none", "save_pruned_model=false", "threads=1", "hydra/launcher=parallel",
+              f"method={','.join(methods)}")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
+    labels = {m: OmegaConf.load(ROOT / "configs" / "method" / f"{m}.yaml").label for m in methods}
+    assert sorted(r["method"] for r in rows) == sorted(labels.values())
+    assert len({r["config_key"] for r in rows}) == len(methods)
+    for r in rows:
+        assert r["units_kept"] == "5" and len(json.loads(r["removed"])) == 4
+        assert float(r["params_pruned"]) < float(r["params_dense"]) and float(r["seconds_prune"]) > 0
+        assert labels[json.loads(r["options"])["method"]] == r["method"]
+    summary = (tmp_path / "multi" / "sweep_summary.md").read_text()
+    assert all(f"| {labels[m]} |" in summary for m in methods) and (tmp_path / "multi" / "sweep_summary.png").exists()
+
+
+def test_every_scorer_without_a_method_runs_end_to_end(tmp_path, tiny_checkpoint):
+    """The scorer yamls no method uses, in one multirun (the others run in the method sweep above)."""
+    used = {line.split(":", 1)[1].strip() for p in (ROOT / "configs" / "method").glob("*.yaml")
+            for line in p.read_text().splitlines() if line.startswith("  - override /scorer:")}  # fmt: skip
     scorers = sorted(  # the vision ones (LLM scorers run in test_llm_run)
-        p.stem for p in (ROOT / "configs" / "scorer").glob("*.yaml") if "sglp.llm." not in p.read_text()
+        p.stem
+        for p in (ROOT / "configs" / "scorer").glob("*.yaml")
+        if "sglp.llm." not in p.read_text() and p.stem not in used
     )
-    table = tmp_path / "runs.csv"
+    assert scorers, "every scorer has a method: test it there"
     res = run(
         tmp_path,
         "-m",
@@ -261,23 +302,13 @@ def test_every_scorer_and_strategy_runs_end_to_end(tmp_path, tiny_checkpoint):
         f"checkpoint={tiny_checkpoint}",
         "logger=none",
         "save_pruned_model=false",
-        "segmenter=none",
         f"scorer={','.join(scorers)}",
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    strategies = sorted(p.stem for p in (ROOT / "configs" / "strategy").glob("*.yaml"))
-    for strategy in strategies:
-        if strategy != "sglp":
-            res = run(tmp_path, *TINY, f"checkpoint={tiny_checkpoint}", "logger=none", f"strategy={strategy}")
-            assert res.returncode == 0, res.stderr[-3000:]
-    rows = list(csv.DictReader(open(table)))
-    methods = [r["method"] for r in rows]
-    assert methods == [f"sglp/none/{s}" for s in scorers] + [s for s in strategies if s != "sglp"]
+    rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
+    assert [r["method"] for r in rows] == [f"sglp/fisher/{s}" for s in scorers]
     for r in rows:
-        assert r["units_kept"] == "5" and len(json.loads(r["removed"])) == 4
-        assert float(r["params_pruned"]) < float(r["params_dense"])
-        assert float(r["seconds_prune"]) > 0 and r["latency_ms_pruned_bs4"]
-        assert json.loads(r["options"])["strategy"] in strategies
+        assert r["units_kept"] == "5" and float(r["params_pruned"]) < float(r["params_dense"])
 
 
 def test_skip_existing_skips_a_run_already_in_the_table(tmp_path, tiny_checkpoint):
