@@ -50,8 +50,8 @@ def run(cfg: DictConfig) -> dict:
     if cfg.mode not in MODES:
         raise InvalidArgument(f"mode={cfg.mode!r}: choose one of {MODES}")
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    init_distributed()  # a no-op unless launched by torchrun (or as SLURM tasks) with several processes
     device = resolve_device(cfg.device)
-    init_distributed()  # a no-op unless launched by torchrun with several processes
     run_dir = HydraConfig.get().runtime.output_dir
     results_table = cfg.results_table
     logger = instantiate(cfg.logger)

@@ -6,8 +6,9 @@ Blocks are delimited by `<!-- NAME:start -->` / `<!-- NAME:end -->`:
 - `demo`: results/demo.md (the demo's row, rendered by scripts/render_row.py);
 - `checkpoint`: every committed backbone's metadata and per-epoch log;
 - `llm_checkpoint`: every committed language model's meta.json and training log;
-- `scorer_study`, `bench_search`, `segment_spaces`, `baselines_fashion_mnist`: the matching results/*.md,
-  without their title line.
+- `scorer_study`, `bench_search`, `segment_spaces`, `baselines_fashion_mnist`, `demo_llm` and the CPU
+  stand-ins of the paper tables (`sglp_table6_cpu`, ...): the matching results/*.md, without their title line
+  (image links pointed into results/).
 """
 
 from __future__ import annotations
@@ -85,12 +86,15 @@ def llm_checkpoint_block() -> str:
 def result_body(name: str) -> str:
     """results/NAME.md without a leading '# title' line."""
     text = (ROOT / "results" / f"{name}.md").read_text().strip()
+    text = re.sub(r"\]\((?!https?:|results/)([^)]+\.png)\)", r"](results/\1)", text)  # images live in results/
     return re.sub(r"\A# [^\n]*\n+", "", text)
 
 
 def main() -> None:
     blocks = {"demo": result_body("demo"), "checkpoint": checkpoint_block(), "llm_checkpoint": llm_checkpoint_block()}
-    for name in ("scorer_study", "bench_search", "segment_spaces", "baselines_fashion_mnist", "demo_llm"):
+    names = ("scorer_study", "bench_search", "segment_spaces", "baselines_fashion_mnist", "demo_llm",
+             "sglp_table6_cpu", "sglp_table7_cpu", "sglp_fig2a_cpu", "sglp_fig2b_cpu")  # fmt: skip
+    for name in names:
         if (ROOT / "results" / f"{name}.md").exists():
             blocks[name] = result_body(name)
     readme = ROOT / "README.md"

@@ -1,8 +1,8 @@
 """Where tensors run: the device, and the process group when launched with `torchrun` (DDP).
 
-Launch with `torchrun --nproc_per_node=N run.py ...`: every rank runs the same deterministic pruning, training
-is data-parallel (each rank takes a slice of every global batch, gradients averaged by DDP), and only rank 0
-writes files and logs.
+Launch with `torchrun --nproc_per_node=N run.py ...` (or as N tasks of one SLURM job): every rank runs the same
+deterministic pruning, training is data-parallel (each rank takes a slice of every global batch, gradients
+averaged by DDP), and only rank 0 writes files and logs.
 """
 
 from __future__ import annotations
@@ -42,8 +42,25 @@ def model_input(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
     return channels_last(x.to(model_device(model), non_blocking=True))
 
 
+def slurm_task_env(env: dict[str, str]) -> dict[str, str]:
+    """torchrun's variables for the tasks of one SLURM job (e.g. submitit with tasks_per_node=4), when torchrun
+    did not set them: RANK/LOCAL_RANK/WORLD_SIZE from SLURM's, a rendezvous on this node and a port from the job
+    id. Single-node jobs only: across nodes set MASTER_ADDR yourself (the first host of the allocation)."""
+    if "WORLD_SIZE" in env or int(env.get("SLURM_NTASKS", "1")) <= 1 or "SLURM_PROCID" not in env:
+        return {}
+    return {
+        "RANK": env["SLURM_PROCID"],
+        "LOCAL_RANK": env.get("SLURM_LOCALID", env["SLURM_PROCID"]),
+        "WORLD_SIZE": env["SLURM_NTASKS"],
+        "MASTER_ADDR": env.get("MASTER_ADDR", "127.0.0.1"),
+        "MASTER_PORT": env.get("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000)),
+    }
+
+
 def init_distributed() -> int:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1); returns the world size."""
+    """Join the process group when started by torchrun or as one of several SLURM tasks (WORLD_SIZE > 1);
+    returns the world size. Call before `resolve_device` (it reads LOCAL_RANK)."""
+    os.environ.update(slurm_task_env(dict(os.environ)))
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"

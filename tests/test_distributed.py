@@ -92,3 +92,14 @@ def test_torchrun_pretrain_and_prune_end_to_end(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "ckpt" / "model.pt").exists()
     assert len((tmp_path / "runs.csv").read_text().strip().splitlines()) == 2  # header + one row (rank 0)
+
+
+def test_slurm_tasks_map_to_torchrun_variables():
+    from sglp.device import slurm_task_env
+
+    env = {"SLURM_NTASKS": "4", "SLURM_PROCID": "2", "SLURM_LOCALID": "2", "SLURM_JOB_ID": "123456"}
+    assert slurm_task_env(env) == {"RANK": "2", "LOCAL_RANK": "2", "WORLD_SIZE": "4", "MASTER_ADDR": "127.0.0.1",
+                                   "MASTER_PORT": str(20000 + 123456 % 20000)}  # fmt: skip
+    assert slurm_task_env({**env, "WORLD_SIZE": "4"}) == {}  # torchrun already set them
+    assert slurm_task_env({**env, "SLURM_NTASKS": "1"}) == {}  # one task: no process group
+    assert slurm_task_env({}) == {}
