@@ -26,3 +26,15 @@ def test_readme_python_example_prunes_for_real(monkeypatch):
     assert len(result.removed) == 27 - len(result.kept) and result.removed
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
     assert pruned(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_readme_names_only_existing_make_targets_experiments_and_methods():
+    text = (ROOT / "README.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-zA-Z0-9_-]+):", makefile, re.M))
+    for target in re.findall(r"`make ([a-z0-9-]+)", text):
+        assert target in targets, f"README mentions `make {target}`, which the Makefile lacks"
+    for group in ("experiment", "method"):
+        options = {p.stem for p in (ROOT / "configs" / group).glob("*.yaml")}
+        for name in re.findall(rf"\b{group}=(\w+)", text):
+            assert name in options, f"README mentions {group}={name}: no configs/{group}/{name}.yaml"
