@@ -318,6 +318,8 @@ def test_skip_existing_skips_a_run_already_in_the_table(tmp_path, tiny_checkpoin
     assert first.returncode == 0, first.stderr[-3000:]
     again = run(tmp_path, *args, "segmenter=none", "scorer=l2", "progress=true")  # display settings do not count
     assert again.returncode == 0 and "skipped" in again.stdout
+    first_row = json.loads((tmp_path / "run" / "row.json").read_text())  # the skipped job's folder holds its row
+    assert first_row["config_key"] == list(csv.DictReader(open(tmp_path / "runs.csv")))[0]["config_key"]
     other = run(tmp_path, *args, "segmenter=none", "scorer=l1")
     assert other.returncode == 0 and "skipped" not in other.stdout
     rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
