@@ -11,6 +11,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 
+def _save(fig, path: str | Path, tight: bool = True) -> Path:
+    """Write a figure as PNG (120 dpi) and close it."""
+    path = Path(path)
+    if tight:
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    else:  # legends outside the axes
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def plot_cka(
     similarity: torch.Tensor,
     segments: list[list[int]],
@@ -35,11 +47,7 @@ def plot_cka(
     ax.set_title(title)
     ax.legend(loc="lower left", fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_accuracy_vs_reduction(
@@ -55,10 +63,7 @@ def plot_accuracy_vs_reduction(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    path = Path(path)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path, tight=False)
 
 
 def plot_kept_units(
@@ -81,11 +86,7 @@ def plot_kept_units(
     ax.set_xlabel("unit index (from 0)")
     ax.set_ylabel("output channels")
     ax.set_title(f"{title}: {len(kept_set)} of {n} kept", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_curve(
@@ -115,8 +116,4 @@ def plot_curve(
         ax2.legend(loc="lower right", fontsize=8)
     ax.legend(loc="lower left", fontsize=8)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
