@@ -113,7 +113,9 @@ def plot_curve(
         order = sorted(range(len(xs)), key=lambda i: xs[i])
         ax2.plot([xs[i] for i in order], [ys[i] for i in order], "s--", color="0.4", label=label)
         ax2.set_ylabel(label)
-        ax2.legend(loc="lower right", fontsize=8)
-    ax.legend(loc="lower left", fontsize=8)
+        handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        ax2.legend(handles=handles, loc="lower right", fontsize=8)  # one legend, above both axes' lines
+    else:
+        ax.legend(loc="best", fontsize=8)
     ax.set_title(title, fontsize=10)
     return _save(fig, path)
