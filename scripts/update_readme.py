@@ -87,7 +87,12 @@ def result_body(name: str) -> str:
     """results/NAME.md without a leading '# title' line."""
     text = (ROOT / "results" / f"{name}.md").read_text().strip()
     text = re.sub(r"\]\((?!https?:|results/)([^)]+\.png)\)", r"](results/\1)", text)  # images live in results/
-    return re.sub(r"\A# [^\n]*\n+", "", text)
+    title = re.match(r"\A# ([^\n]*)", text)
+    text = re.sub(r"\A# [^\n]*\n+", "", text)
+    text = re.sub(r"^## ", "#### ", text, flags=re.M)  # the file's sections sit below the README's headings
+    if title and name.endswith("_cpu"):  # the paper tables' stand-ins: their title says which table
+        text = f"**{title.group(1)}**\n\n{text}"
+    return text
 
 
 def main() -> None:

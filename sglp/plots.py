@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -60,7 +61,7 @@ def plot_accuracy_vs_reduction(
         ax.scatter(xs, ys, color=cmap(c % 10), marker="os^Dv"[c // 10 % 5], label=method, s=36, alpha=0.85)
     ax.set_xlabel("MACs reduction (%)")
     ax.set_ylabel("test accuracy after fine-tuning (%)")
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 80))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(fig, path, tight=False)
@@ -104,6 +105,9 @@ def plot_curve(
         order = sorted(range(len(xs)), key=lambda i: xs[i])
         ax.errorbar([xs[i] for i in order], [ys[i] for i in order], yerr=[sd[i] for i in order], marker="o",
                     capsize=3, color=plt.get_cmap("tab10")(c), label=label)  # fmt: skip
+    xs_all = sorted({x for xs, _, _ in series.values() for x in xs})
+    if xs_all and all(float(x).is_integer() for x in xs_all):
+        ax.set_xticks(xs_all)  # the swept values themselves
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -117,5 +121,5 @@ def plot_curve(
         ax2.legend(handles=handles, loc="lower right", fontsize=8)  # one legend, above both axes' lines
     else:
         ax.legend(loc="best", fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 70), fontsize=10)
     return _save(fig, path)
