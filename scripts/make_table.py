@@ -11,13 +11,21 @@ an empty one).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 from sglp.plots import plot_accuracy_vs_reduction, plot_curve
 from sglp.report import emit_report
-from sglp.tables import STAND_IN_SUFFIX, build_lines, load_spec, read_csv, render_markdown, row_value, write_csv
+from sglp.tables import (
+    STAND_IN_SUFFIX,
+    build_lines,
+    curve,
+    load_spec,
+    read_csv,
+    render_markdown,
+    row_value,
+    write_csv,
+)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,14 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     png = out.with_suffix(".png")
     if plot.get("x"):  # a sweep: our mean ± std per x, the paper's numbers where it gives them
         x, y = plot["x"], plot.get("y", "pruned_acc")
-        ours: dict[float, list[float]] = {}
-        for r in rows:
-            xv, yv = row_value(r, x), row_value(r, y)
-            if xv is not None and yv is not None:
-                ours.setdefault(xv, []).append(yv)
-        xs = sorted(ours)
-        series = {"ours" + (" (CPU stand-in)" if args.stand_in else ""): (
-            xs, [statistics.mean(ours[v]) for v in xs], [statistics.pstdev(ours[v]) for v in xs])}  # fmt: skip
+        series = {"ours" + (" (CPU stand-in)" if args.stand_in else ""): curve(rows, x, y)}
         pts = [(float(p[plot["paper_x"]]), float(p[plot["paper_y"]])) for p in paper
                if plot.get("paper_y") and p.get(plot["paper_y"]) not in ("", None)]  # fmt: skip
         if pts and not args.stand_in:

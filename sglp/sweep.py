@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import csv
 import json
-import statistics
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sglp.tables import as_number
+from sglp.tables import as_number, curve
 
 METRICS = (
     "method",
@@ -92,12 +91,7 @@ def summarize_sweep(sweep_dir: str | Path) -> Path | None:
     numeric = [s for s in settings if all(as_number(t[s]) is not None for t in table)]
     if y and len(settings) == 1 and numeric:
         x = numeric[0]
-        by_x: dict[float, list[float]] = {}
-        for t in table:
-            if as_number(t[y]) is not None:
-                by_x.setdefault(float(t[x]), []).append(float(t[y]))
-        xs = sorted(by_x)
-        series = {"runs": (xs, [statistics.mean(by_x[v]) for v in xs], [statistics.pstdev(by_x[v]) for v in xs])}
+        series = {"runs": curve(table, x, y)}
         plot_curve(series, png, x, y, str(sweep_dir.name))
     elif y == "pruned_acc":
         points: dict[str, tuple[list[float], list[float]]] = {}

@@ -127,6 +127,17 @@ def matching(rows: Iterable[Mapping[str, Any]], key: Mapping[str, Any], match: S
     return out
 
 
+def curve(rows: Iterable[Mapping[str, Any]], x: str, y: str) -> tuple[list[float], list[float], list[float]]:
+    """Rows grouped by the value of `x`: the sorted x values, the mean and the (population) std of `y` at each."""
+    by_x: dict[float, list[float]] = {}
+    for r in rows:
+        xv, yv = row_value(r, x), row_value(r, y)
+        if xv is not None and yv is not None:
+            by_x.setdefault(xv, []).append(yv)
+    xs = sorted(by_x)
+    return xs, [statistics.mean(by_x[v]) for v in xs], [statistics.pstdev(by_x[v]) for v in xs]
+
+
 def mean_std(values: Sequence[float], digits: int = 2) -> str:
     if not values:
         return "–"
