@@ -87,11 +87,6 @@ def find_row(table: str | Path, key: str) -> dict[str, str] | None:
         return next((r for r in csv.DictReader(f) if r.get("config_key") == key), None)
 
 
-def row_exists(table: str | Path, key: str) -> bool:
-    """Whether the results table already holds a row with this `config_key`."""
-    return find_row(table, key) is not None
-
-
 def write_row(row: Mapping[str, Any], run_dir: str | Path) -> None:
     """Write `row` as row.json and row.csv in `run_dir`."""
     run_dir = Path(run_dir)

@@ -12,7 +12,7 @@ from sglp.checkpoint import load_pruned, load_weights, save_checkpoint
 from sglp.errors import CheckpointError
 from sglp.metrics import count_flops, count_parameters, measure_latency, reduction_pct
 from sglp.models.resnet_cifar import resnet20, resnet56
-from sglp.report import append_row, config_key, row_exists, write_row
+from sglp.report import append_row, config_key, find_row, write_row
 from sglp.surgery import remove_layers
 
 
@@ -130,6 +130,7 @@ def test_config_key_ignores_display_and_location(tmp_path):
     assert key != config_key({**base, "seed": 1}, root="/a/clone")
     assert key != config_key({**base, "scorer": {"p": 1}}, root="/a/clone")
     table = tmp_path / "runs.csv"
-    assert not row_exists(table, key)
+    assert find_row(table, key) is None
     append_row({"config_key": key, "acc": 1.0}, table)
-    assert row_exists(table, key) and not row_exists(table, config_key({**base, "seed": 1}))
+    assert find_row(table, key) == {"config_key": key, "acc": "1.0"}
+    assert find_row(table, config_key({**base, "seed": 1})) is None
