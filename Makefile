@@ -101,18 +101,26 @@ TABLE := $(PY) scripts/make_table.py
 table1: data  ## SGLP Tab. 1: CIFAR-10 VGG-16 (2 depths), ResNet-56; CIFAR-100 ResNet-56 (GPU)
 	$(RUN) experiment=table1_vgg16_cifar10 $(ARGS)
 	$(RUN) experiment=table1_resnet56_cifar10 $(ARGS)
+	$(RUN) experiment=table1_resnet56_cifar10 method=sr_init search.keep=17 $(ARGS)
 	$(RUN) experiment=table1_resnet56_cifar100 $(ARGS)
+	$(RUN) experiment=table1_resnet56_cifar100 method=sr_init search.keep=20 $(ARGS)
 	$(TABLE) experiments/sglp_table1
 table1-cpu: data  ## CPU stand-in of Tab. 1 (Fashion-MNIST VGG-16-BN and ResNet-56)
 	$(RUN) experiment=table1_vgg16_cifar10_cpu $(ARGS)
 	$(RUN) experiment=table1_resnet56_cifar10_cpu $(ARGS)
+	$(RUN) experiment=table1_resnet56_cifar10_cpu method=sr_init search.keep=17 $(ARGS)
 	$(RUN) experiment=table1_resnet56_cifar100_cpu $(ARGS)
+	$(RUN) experiment=table1_resnet56_cifar100_cpu method=sr_init search.keep=20 $(ARGS)
 	$(TABLE) experiments/sglp_table1 --stand-in
 table2: data  ## SGLP Tab. 2: ImageNet ResNet-50 (GPU, ImageNet + torchvision weights)
 	$(RUN) experiment=table2_resnet50_imagenet $(ARGS)
+	$(RUN) experiment=table2_resnet50_imagenet method=sr_init search.keep=9 $(ARGS)
+	$(RUN) experiment=table2_resnet50_imagenet method=layerprune_imprint search.keep=6 $(ARGS)
 	$(TABLE) experiments/sglp_table2
 table2-cpu: data  ## CPU stand-in of Tab. 2 (ResNet-56 / Fashion-MNIST)
 	$(RUN) experiment=table2_resnet50_imagenet_cpu $(ARGS)
+	$(RUN) experiment=table2_resnet50_imagenet_cpu method=sr_init search.keep=20 $(ARGS)
+	$(RUN) experiment=table2_resnet50_imagenet_cpu method=layerprune_imprint search.keep=14 $(ARGS)
 	$(TABLE) experiments/sglp_table2 --stand-in
 table3: data  ## SGLP Tab. 3: Imagenette2 and Imagewoof2 (GPU)
 	$(RUN) experiment=table3_imagenette2 $(ARGS)
@@ -166,11 +174,11 @@ tables-cpu: table6-cpu table7-cpu fig2a-cpu fig2b-cpu  ## the committed CPU stan
 
 layerprune-table1: data  ## LayerPrune Tab. 1: VGG19-BN / CIFAR-100, criteria x 2 and 5 layers, imprint 8 (GPU)
 	$(RUN) experiment=layerprune_table1_vgg19_cifar100 $(ARGS)
-	$(RUN) experiment=layerprune_table1_vgg19_cifar100 method=layerprune_imprint,chen search.keep=8 $(ARGS)
+	$(RUN) experiment=layerprune_table1_vgg19_cifar100 method=layerprune_imprint,chen search.keep=7 $(ARGS)
 	$(TABLE) experiments/layerprune_table1
-layerprune-table1-cpu: data  ## CPU stand-in (VGG-16-BN / Fashion-MNIST, 13 layers)
+layerprune-table1-cpu: data  ## CPU stand-in (VGG-16-BN / Fashion-MNIST, 12 prunable layers)
 	$(RUN) experiment=layerprune_table1_vgg19_cifar100_cpu $(ARGS)
-	$(RUN) experiment=layerprune_table1_vgg19_cifar100_cpu method=layerprune_imprint,chen search.keep=5 $(ARGS)
+	$(RUN) experiment=layerprune_table1_vgg19_cifar100_cpu method=layerprune_imprint,chen search.keep=4 $(ARGS)
 	$(TABLE) experiments/layerprune_table1 --stand-in
 layerprune-table2: data  ## LayerPrune Tab. 2: ResNet-56 / CIFAR-10 and CIFAR-100 (GPU)
 	$(RUN) experiment=layerprune_table2_resnet56_cifar10 $(ARGS)
@@ -187,7 +195,7 @@ layerprune-table2-cpu: data  ## CPU stand-in (ResNet-56 / Fashion-MNIST; CIFAR-1
 	$(TABLE) experiments/layerprune_table2 --stand-in
 layerprune-table3: data  ## LayerPrune Tab. 3: ResNet-50 / ImageNet, latency at batch 1 and 64 (GPU)
 	$(RUN) experiment=layerprune_table3_resnet50_imagenet $(ARGS)
-	$(RUN) experiment=layerprune_table3_resnet50_imagenet method=layerprune_imprint search.keep=13,12,10,9 $(ARGS)
+	$(RUN) experiment=layerprune_table3_resnet50_imagenet method=layerprune_imprint search.keep=9,8,6,5 $(ARGS)
 	$(TABLE) experiments/layerprune_table3
 layerprune-table3-cpu: data  ## CPU stand-in (ResNet-56 / Fashion-MNIST, 27 blocks)
 	$(RUN) experiment=layerprune_table3_resnet50_imagenet_cpu $(ARGS)

@@ -174,33 +174,85 @@ def run_identity(cfg: DictConfig, strategy, key: str) -> dict:
 
 
 def dry_run(cfg: DictConfig, resolved: dict) -> dict:
-    """Build every component that needs neither data nor weights, say what is found or missing, and stop."""
+    """The pre-flight: build every component and the real architecture (meta device: no weights, no data, no
+    download), run their validation against the model, report what is found or missing, the reachable operating
+    point, peak memory and time estimates; exit 2 naming the fix when the job would fail (sglp.preflight)."""
+    from sglp.operating_points import build_on_meta
+    from sglp.preflight import JobSpec, preflight, raise_on_failure, report
     from sglp.report import config_key
 
+    strategy = instantiate(cfg.strategy)
     plan = {
         "experiment": cfg.name,
         "method": cfg.label or HydraConfig.get().runtime.choices.get("method"),
         "config_key": config_key(resolved, root=cfg.paths.root),
-        "strategy": type(instantiate(cfg.strategy)).__name__,
+        "strategy": type(strategy).__name__,
         "finetune": type(instantiate(cfg.finetune)).__name__ if cfg.finetune.get("_target_") else None,
         "results_table": cfg.results_table,
     }
-    if cfg.model.get("kind") == "causal_lm":
+    language_model = cfg.model.get("kind") == "causal_lm"
+    if language_model:
         plan["model"] = f"{cfg.model.path} ({'found' if os.path.exists(cfg.model.path) else 'hub id or missing'})"
+        arch = cfg.model.get("arch") or cfg.model.build
+        extra = {} if cfg.model.get("arch") else {"vocab_size": cfg.model.vocab_size}
+        model = build_on_meta(lambda: instantiate(arch, **extra))
     else:
-        weights = cfg.model.net.get("weights")  # hub weights are fetched by the real run, not here
-        net = instantiate(cfg.model.net, **({"weights": None} if weights else {}))
-        plan["model"] = f"{type(net).__name__}, {sum(p.numel() for p in net.parameters()):,} parameters"
+        weights = {"weights": None} if cfg.model.net.get("weights") else {}  # hub weights: fetched by the real run
+        model = build_on_meta(lambda: instantiate(cfg.model.net, **weights))
+        plan["model"] = f"{type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters"
         if weights:
-            plan["model"] += f", weights {weights} (fetched when run)"
+            plan["model"] += f", weights {cfg.model.net.weights} (fetched when run)"
         found = "weights as built by the model config" if cfg.checkpoint is None else (
             "found" if os.path.isfile(cfg.checkpoint) else "missing")  # fmt: skip
         plan["checkpoint"] = f"{cfg.checkpoint} ({found})"
-    data_dir = cfg.dataset.splits.get("data_dir") or cfg.dataset.splits.get("path") or cfg.dataset.splits.get("root")
+    split = cfg.dataset.splits
+    data_dir = split.get("data_dir") or split.get("path") or split.get("root")
     if data_dir:
         plan["data"] = f"{data_dir} ({'found' if os.path.exists(str(data_dir)) else 'missing'})"
     print("dry run (nothing trained or written): " + "; ".join(f"{k}={v}" for k, v in plan.items()))
+
+    sizes = cfg.dataset.num_examples
+    calib = split.get("calib_size") or int(split.get("calib_fraction", 0) * (sizes.train + sizes.test))
+    ft = cfg.finetune
+    if ft.get("steps") is not None:  # LoRA: steps x batch
+        ft_examples = ft.steps * ft.batch_size * ft.get("grad_accum", 1)
+    else:
+        ft_examples = finetune_examples(ft.get("epochs", 0), ft.get("batch_size", 1), ft.get("max_steps_per_epoch"),
+                                        sizes.train - calib)  # fmt: skip
+    missing_backbone = not language_model and cfg.checkpoint and not os.path.isfile(cfg.checkpoint)
+    pretrain_examples = (
+        cfg.pretrain.epochs * (sizes.train - calib) if cfg.pretrain_if_missing and missing_backbone else 0
+    )
+    job = JobSpec(
+        name=cfg.name,
+        method=str(plan["method"]),
+        model=model,
+        input_shape=tuple(cfg.dataset.input_shape),
+        num_train=sizes.train,
+        num_test=sizes.test,
+        num_calib=calib,
+        calib_batch_size=cfg.calibration.batch_size,
+        calib_batches=cfg.calibration.num_batches,
+        language_model=language_model,
+        token_rows=bool(cfg.similarity.get("token_rows", False)),
+        finetune_examples=ft_examples,
+        pretrain_examples=pretrain_examples,
+        param_bytes=2 if language_model and cfg.model.dtype in ("bfloat16", "float16") else 4,
+        stand_in=cfg.name.endswith("_cpu"),
+        experiments_dir=Path(cfg.paths.root) / "experiments",
+    )
+    checks = preflight(job, strategy, **cfg.preflight)
+    print(report(job, checks))
+    raise_on_failure(job, checks)
     return plan
+
+
+def finetune_examples(epochs: int, batch_size: int, max_steps_per_epoch: int | None, num_train: int) -> int:
+    """Examples one SGD fine-tuning sees."""
+    steps = num_train // max(1, batch_size)
+    if max_steps_per_epoch is not None:
+        steps = min(steps, max_steps_per_epoch)
+    return max(0, epochs) * steps * batch_size
 
 
 def run_llm(cfg: DictConfig, device, run_dir: str, results_table, logger, resolved: dict, tags: list) -> dict:

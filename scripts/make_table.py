@@ -21,7 +21,7 @@ from sglp.tables import (
     build_lines,
     curve,
     load_spec,
-    read_csv,
+    read_rows,
     render_markdown,
     row_value,
     write_csv,
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     spec, paper = load_spec(args.table)
     suffix = STAND_IN_SUFFIX if args.stand_in else ""
     files = [Path(args.rows) / f"{e}{suffix}.csv" for e in spec.experiments]
-    rows = [r for f in files for r in read_csv(f)]
+    rows = read_rows(files)
     if not rows:
         print(f"make_table: no result rows yet in {', '.join(map(str, files))}; nothing written", file=sys.stderr)
         return 0

@@ -77,6 +77,21 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+# Method labels of rows written before the labels said which SGLP ran: what those runs were.
+LABEL_ALIASES = {
+    "SGLP": "SGLP (repo defaults)",
+    "SGLP (paper rules)": "SGLP (row-sum segments, largest GradNorm; unbiased CKA, fixed-size search)",
+}
+
+
+def read_rows(paths: Iterable[str | Path]) -> list[dict[str, str]]:
+    """Result rows of several CSV files (missing files give none), old method labels renamed (LABEL_ALIASES)."""
+    rows = [r for p in paths for r in read_csv(p)]
+    for r in rows:
+        r["method"] = LABEL_ALIASES.get(r.get("method", ""), r.get("method", ""))
+    return rows
+
+
 def as_number(v: Any) -> float | None:
     """A float from a cell, or None for empty / non-numeric cells ("inf" counts as a number)."""
     if v is None or v == "":
@@ -267,3 +282,29 @@ def write_csv(spec: TableSpec, lines: list[TableLine], path: str | Path) -> None
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(cells)
+
+
+COST_COLUMNS = {"flops": "macs_reduction_pct", "params": "params_reduction_pct"}  # paper.csv -> our row column
+
+
+def cost_rows(folder: str | Path) -> list[dict[str, str]]:
+    """The paper rows of a table that report a FLOPs or parameter reduction (paper.csv columns `flops`, `params`)."""
+    _, paper = load_spec(folder)
+    return [p for p in paper if any(as_number(p.get(c)) is not None for c in COST_COLUMNS)]
+
+
+def paper_cost_rows_for(
+    experiments_dir: str | Path, experiment: str, method: str, units_kept: int
+) -> list[tuple[str, dict[str, str]]]:
+    """(table folder name, paper row) of every paper row with cost columns that the job (experiment, method label,
+    units kept) reproduces. A stand-in (`_cpu`) runs another architecture: it reproduces no cost row."""
+    out = []
+    for folder in sorted(Path(experiments_dir).glob("*/table.yaml")):
+        for p in cost_rows(folder.parent):
+            if (
+                p.get("experiment") == experiment
+                and p.get("method") == method
+                and as_number(p.get("units_kept")) == units_kept
+            ):
+                out.append((folder.parent.name, p))
+    return out

@@ -1,6 +1,47 @@
 """Small helpers shared by several test modules."""
 
+import functools
+import itertools
+import subprocess
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
 from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+def compose_with(*overrides: str, hydra: bool = False):
+    """The run config composed from `configs/` with these overrides (paths under /tmp/sglp-test)."""
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        return compose("config", overrides=["paths.root=/tmp/sglp-test", *overrides], return_hydra_config=hydra)
+
+
+@functools.cache
+def sweep_params(experiment: str) -> dict[str, list[str]]:
+    """An experiment's `hydra.sweeper.params`, each value split into its choices."""
+    params = compose_with(f"experiment={experiment}", hydra=True).hydra.sweeper.params or {}
+    return {k: str(v).split(",") for k, v in params.items()}
+
+
+def make_run_lines(target: str) -> list[list[str]]:
+    """The run.py override lists of a make target (`make -n`), ARGS empty."""
+    res = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True)
+    return [ln.split("run.py -m", 1)[1].split() for ln in res.stdout.splitlines() if "run.py -m" in ln]
+
+
+@functools.cache
+def target_jobs(target: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Every job a make target launches: (experiment, overrides), the sweep's grid times each line's overrides."""
+    jobs = []
+    for overrides in make_run_lines(target):
+        experiment = next(o.split("=", 1)[1] for o in overrides if o.startswith("experiment="))
+        cli = dict(o.split("=", 1) for o in overrides)
+        params = {**sweep_params(experiment), **{k: v.split(",") for k, v in cli.items() if k != "experiment"}}
+        for values in itertools.product(*params.values()):
+            jobs.append((experiment, tuple(f"{k}={v}" for k, v in zip(params, values))))
+    return jobs
 
 
 def randomise_bn_statistics(model: nn.Module, mean_range: float) -> None:

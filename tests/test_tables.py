@@ -146,3 +146,16 @@ def test_every_table_renders_from_its_committed_rows_or_says_there_are_none(tmp_
     monkeypatch.chdir(ROOT)
     assert load_make_table()([f"experiments/{folder}", "--stand-in", "--out", str(tmp_path / "t")]) == 0
     assert (tmp_path / "t.md").exists() == ("no result rows" not in capsys.readouterr().err)
+
+
+def test_rows_with_old_sglp_labels_are_read_as_what_they_ran(tmp_path):
+    """Rows written before the labels said which SGLP ran were this repository's defaults: read as such, so they
+    never match the paper's 'SGLP (paper)' rows."""
+    from sglp.tables import read_rows
+
+    path = tmp_path / "rows.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["experiment", "method"])
+        w.writeheader()
+        w.writerows([{"experiment": "t", "method": "SGLP"}, {"experiment": "t", "method": "Random"}])
+    assert [r["method"] for r in read_rows([path, tmp_path / "missing.csv"])] == ["SGLP (repo defaults)", "Random"]

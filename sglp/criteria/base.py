@@ -20,6 +20,7 @@ class UnitCriterion:
     """One importance per prunable unit, computed once on the full network by `unit_importance`."""
 
     maximize = True
+    needs_grad = False  # computing the importance backpropagates through the model (pre-flight memory estimate)
 
     def __init__(self, num_batches: int = 1, batch_size: int = 64) -> None:
         if num_batches < 0 or batch_size < 1:

@@ -27,6 +27,8 @@ class FeatureMapTaylor(UnitCriterion):
     """Mean over examples and output channels of |mean_positions(a * dL/da)|, a = the unit's output and L
     the per-example cross-entropy (so examples do not dilute one another), BatchNorm in eval mode."""
 
+    needs_grad = True
+
     def __init__(self, num_batches: int = 2, batch_size: int = 64) -> None:
         super().__init__(num_batches, batch_size)
 

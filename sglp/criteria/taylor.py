@@ -29,6 +29,8 @@ class Taylor(UnitCriterion):
     """Taylor weights: (1/F) sum_i ||G[i] (.) W[i]||_2 over the unit's conv/linear filters, G the gradient
     of the calibration loss (mean cross-entropy over `num_batches` batches)."""
 
+    needs_grad = True
+
     def __init__(self, num_batches: int = 2, batch_size: int = 64) -> None:
         super().__init__(num_batches, batch_size)
 

@@ -48,3 +48,11 @@ def load_causal_lm(path: str, dtype: str = "auto", device_map: str | None = None
             "the local directory."
         ) from None
     return model.eval(), tokenizer
+
+
+def llama_from_config(**config):
+    """A LLaMA-architecture causal LM built from `LlamaConfig` fields (random weights; build it on the meta device
+    to size a model without memory, e.g. LLaMA-3.1-8B's published config in configs/model/llama3_1_8b.yaml)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(**config))

@@ -46,6 +46,7 @@ class PerplexityScorer:
     The candidate is the shared model with the removed layers skipped (sglp.units.units_bypassed): no copy."""
 
     maximize = False
+    needs_grad = False
 
     def __init__(self, num_batches: int = 4, batch_size: int = 8) -> None:
         self.num_batches, self.batch_size = num_batches, batch_size

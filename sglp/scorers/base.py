@@ -19,6 +19,7 @@ class CalibrationScorer:
     """Holds `num_batches` calibration batches of `batch_size` examples, prepared once."""
 
     maximize: bool = True
+    needs_grad: bool = False  # scoring backpropagates through the candidate (pre-flight memory estimate)
 
     def __init__(self, num_batches: int = 1, batch_size: int = 64, reuse_prefix: bool = True) -> None:
         self.num_batches, self.batch_size, self.reuse_prefix = num_batches, batch_size, reuse_prefix

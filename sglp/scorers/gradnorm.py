@@ -61,6 +61,8 @@ class GradNormScorer(CalibrationScorer):
     part of the network (other units, stem, head) a fixed seeded random initialisation.
     """
 
+    needs_grad = True
+
     def __init__(
         self,
         num_batches: int = 1,
