@@ -206,7 +206,7 @@ def dry_run(cfg: DictConfig, resolved: dict) -> dict:
             "found" if os.path.isfile(cfg.checkpoint) else "missing")  # fmt: skip
         plan["checkpoint"] = f"{cfg.checkpoint} ({found})"
     split = cfg.dataset.splits
-    data_dir = split.get("data_dir") or split.get("path") or split.get("root")
+    data_dir = split.get("data_dir") or split.get("path") or split.get("root") or split.get("local_dir")
     if data_dir:
         plan["data"] = f"{data_dir} ({'found' if os.path.exists(str(data_dir)) else 'missing'})"
     print("dry run (nothing trained or written): " + "; ".join(f"{k}={v}" for k, v in plan.items()))
@@ -298,6 +298,11 @@ def run_llm(cfg: DictConfig, device, run_dir: str, results_table, logger, resolv
     if cfg.model.device_map is None:
         model.to(device)
     data = instantiate(cfg.dataset.splits, encode=tokenizer.encode)
+    finetune_data = (  # recovery data of its own (an instruction set), else the training split
+        instantiate(cfg.dataset.finetune_splits, encode=tokenizer.encode)
+        if cfg.dataset.get("finetune_splits")
+        else None
+    )
     strategy = instantiate(cfg.strategy)
     settings = LLMSettings(
         calib_batch_size=cfg.calibration.batch_size,
@@ -314,7 +319,7 @@ def run_llm(cfg: DictConfig, device, run_dir: str, results_table, logger, resolv
     identity = run_identity(cfg, strategy, key)
     return run_llm_pruning(
         model, tokenizer, data, strategy, instantiate(cfg.finetune), settings, run_dir, results_table, logger,
-        identity, resolved, [*tags, identity["method"]],
+        identity, resolved, [*tags, identity["method"]], finetune_data=finetune_data,
     )  # fmt: skip
 
 

@@ -145,6 +145,12 @@ def check_settings(num_units: int, segmenter, search) -> None:
     search.check(num_units, segmenter.min_segments)
 
 
+def every_subset_space(segments: list[list[int]]) -> int:
+    """The SGLP paper's search space for these segments: every non-empty subset of each, sum_i (2^{n_i} - 1)
+    (its Table 6 counts this way: 16,430 = segments of 14, 5, 3, 3, 1 and 1 units)."""
+    return sum(2 ** len(s) - 1 for s in segments)
+
+
 def _cost(model: nn.Module, input_shape: tuple[int, ...], s: PruneSettings) -> dict[str, float]:
     out: dict[str, float] = {"params": count_parameters(model), "flops": count_flops(model, input_shape)}
     out["macs"] = out["flops"] / 2
@@ -277,6 +283,7 @@ def run_pruning(
     row.update(
         {
             "search_space": result.search.search_space,
+            "search_space_every_subset": every_subset_space(result.segments),
             "search_evaluated": result.search.evaluated,
             "search_seconds": result.search.seconds,
             **result.extra,

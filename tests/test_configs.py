@@ -70,8 +70,10 @@ def test_dataset_option_composes_with_the_keys_the_pipeline_needs(option):
     cfg = compose_with(f"dataset={option}", "paths.root=/tmp/sglp-test")
     assert cfg.dataset.name == option
     if cfg.dataset.get("kind") == "text":  # a corpus for LLMs: tokenised by the model's tokenizer
-        assert cfg.dataset.splits._target_ == "sglp.data.text.text_splits" and cfg.dataset.splits.seq_len > 1
+        assert cfg.dataset.splits._target_.startswith("sglp.data.") and cfg.dataset.splits.seq_len > 1
+        assert cfg.dataset.input_shape == [cfg.dataset.splits.seq_len]
         return
+    assert len(cfg.dataset.input_shape) in (2, 3) and cfg.dataset.input_shape[0] == cfg.dataset.channels
     assert cfg.dataset.num_classes >= 2 and cfg.dataset.channels in (1, 2, 3)
     assert cfg.dataset.splits._target_.startswith("sglp.data.")
     # the model config picks up the dataset's shape

@@ -47,9 +47,27 @@ class TextSplits:
         n = len(ids)
         a = int(n * (1 - calib_fraction - test_fraction))
         b = int(n * (1 - test_fraction))
+        self._set(name, seq_len, ids[:a], ids[a:b], ids[b:])
+
+    @classmethod
+    def from_train_test(
+        cls, train_ids: torch.Tensor, test_ids: torch.Tensor, seq_len: int, calib_fraction: float = 0.05,
+        name: str = "text",
+    ) -> TextSplits:  # fmt: skip
+        """Splits of a corpus published with its own train and test parts: calibration is the last `calib_fraction`
+        of the training tokens (never the test part)."""
+        if not 0 < calib_fraction < 1:
+            raise InvalidArgument(f"calib_fraction={calib_fraction} must be in (0, 1)")
+        a = int(len(train_ids) * (1 - calib_fraction))
+        splits = cls.__new__(cls)
+        splits._set(name, seq_len, train_ids[:a], train_ids[a:], test_ids)
+        return splits
+
+    def _set(self, name: str, seq_len: int, train: torch.Tensor, calib: torch.Tensor, test: torch.Tensor) -> None:
         self.name, self.seq_len = name, seq_len
-        self.train_x, self.calib_x, self.test_x = (self.chunks(ids[s:e], seq_len) for s, e in ((0, a), (a, b), (b, n)))
+        self.train_x, self.calib_x, self.test_x = (self.chunks(t, seq_len) for t in (train, calib, test))
         if not (len(self.train_x) and len(self.calib_x) and len(self.test_x)):
+            n = len(train) + len(calib) + len(test)
             raise InvalidArgument(f"{name}: {n} tokens are too few for sequences of {seq_len} in three splits")
         self.input_shape = (seq_len,)
 

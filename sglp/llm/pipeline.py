@@ -24,7 +24,7 @@ from sglp.llm.lora import LoRAConfig, lora_finetune
 from sglp.llm.perplexity import perplexity
 from sglp.metrics import count_parameters, reduction_pct
 from sglp.modes import eval_mode
-from sglp.pipeline import timed
+from sglp.pipeline import every_subset_space, timed
 from sglp.plots import plot_cka, plot_kept_units
 from sglp.report import NullLogger, git_commit, publish_row
 from sglp.units import prunable_units, unit_width
@@ -65,7 +65,10 @@ def run_llm_pruning(
     model: nn.Module, tokenizer, data, strategy, finetune: LoRAConfig | None, settings: LLMSettings,
     run_dir: str | Path, results_table: str | Path | None, logger: NullLogger | None = None,
     identity: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None, tags: list[str] | None = None,
+    finetune_data=None,
 ) -> dict[str, Any]:  # fmt: skip
+    """Dense metrics -> `strategy` -> LoRA recovery on `finetune_data` (default: `data`'s training split) -> metrics
+    -> one result row."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +114,7 @@ def run_llm_pruning(
     losses: list[float] = []
     with timed(timings, "seconds_finetune"):
         if finetune is not None:
-            pruned, losses = lora_finetune(pruned, data, finetune, seed=s.seed, progress=s.progress)
+            pruned, losses = lora_finetune(pruned, finetune_data or data, finetune, seed=s.seed, progress=s.progress)
     if finetune is not None:
         row_metrics.update(measure(pruned, "pruned"))
     else:  # no recovery: the pruned model's numbers are those before fine-tuning
@@ -132,6 +135,7 @@ def run_llm_pruning(
         row.update({f"tokens_per_s_dense_bs{b}": d, f"tokens_per_s_pruned_bs{b}": p,
                     f"speedup_bs{b}": p / d})  # fmt: skip
     row.update({"search_space": result.search.search_space, "search_evaluated": result.search.evaluated,
+                "search_space_every_subset": every_subset_space(result.segments),
                 **timings, "seconds_total": time.perf_counter() - t_start, "git_commit": git_commit(),
                 "run_dir": str(run_dir)})  # fmt: skip
     if s.save_pruned_model:
