@@ -9,7 +9,7 @@ export WANDB_SILENT ?= true
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install data data-llm demo demo-llm compare test test-all lint pretrain pretrain-llm clean tables-cpu \
+.PHONY: help install data data-llm demo demo-llm compare test test-all lint pretrain pretrain-llm clean tables-cpu gpu-check \
 	table1 table2 table3 table4 table5 table6 table7 table8 fig2a fig2b \
 	table1-cpu table2-cpu table3-cpu table4-cpu table5-cpu table6-cpu table7-cpu fig2a-cpu fig2b-cpu \
 	layerprune-table1 layerprune-table2 layerprune-table3 layerprune-table4 \
@@ -93,10 +93,11 @@ pretrain: data  ## re-create the committed ResNet-56 Fashion-MNIST backbone (~25
 # weights), then scripts/make_table.py renders ours vs the paper's numbers (experiments/<table>/paper.csv) as
 # results/<table>.md/.csv/.png. `make tableN-cpu` runs the CPU stand-ins (Fashion-MNIST, committed backbones).
 # Rows are keyed by the resolved config: a re-run resumes, skipping what exists. ARGS goes to every run.py call:
-#   make table1 ARGS="dry_run=true"                      compose and build everything, train nothing
+#   make table1 ARGS="dry_run=true"                      pre-flight every job (exit 2 naming the fix if one would fail)
+#   make table1 ARGS="rehearse=true"                     every job end to end on synthetic data, minutes on a CPU
 #   make table2 ARGS="hydra/launcher=slurm"              each sweep as a SLURM job array (configs/hydra/launcher)
 RUN := $(PY) run.py -m
-TABLE := $(PY) scripts/make_table.py
+TABLE := $(PY) scripts/make_table.py $(if $(findstring rehearse=true,$(ARGS)),--rehearsal)
 
 table1: data  ## SGLP Tab. 1: CIFAR-10 VGG-16 (2 depths), ResNet-56; CIFAR-100 ResNet-56 (GPU)
 	$(RUN) experiment=table1_vgg16_cifar10 $(ARGS)
@@ -207,6 +208,9 @@ layerprune-table4: data  ## LayerPrune Tab. 4: six criteria x 1-4 blocks, ResNet
 layerprune-table4-cpu: data  ## CPU stand-in (ResNet-56 / Fashion-MNIST)
 	$(RUN) experiment=layerprune_table4_resnet50_imagenet_cpu $(ARGS)
 	$(TABLE) experiments/layerprune_table4 --stand-in
+
+gpu-check: data data-llm  ## on a GPU: demo with DALI + bf16 + channels_last, tiny LLM prune, DDP over NCCL (<8 min); else the plan
+	$(PY) scripts/gpu_check.py
 
 clean:  ## remove run outputs (keeps .venv, checkpoints and results)
 	rm -rf outputs multirun .pytest_cache

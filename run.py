@@ -18,7 +18,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
 log = logging.getLogger("sglp")
 
@@ -53,12 +53,14 @@ def run(cfg: DictConfig) -> dict:
     init_distributed()  # a no-op unless launched by torchrun (or as SLURM tasks) with several processes
     device = resolve_device(cfg.device)
     run_dir = HydraConfig.get().runtime.output_dir
+    if cfg.rehearse:
+        apply_rehearsal(cfg, Path(run_dir))
     results_table = cfg.results_table
     logger = instantiate(cfg.logger)
     if not is_main():  # under torchrun only rank 0 writes results and logs
         run_dir, results_table, logger = os.path.join(run_dir, f"rank{rank()}"), None, NullLogger()
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    tags = [cfg.mode, cfg.model.name, cfg.dataset.name, f"table:{cfg.name}"]
+    tags = [cfg.mode, cfg.model.name, cfg.dataset.name, f"table:{cfg.name}", *(["rehearsal"] if cfg.rehearse else [])]
     if cfg.dry_run:
         return dry_run(cfg, resolved)
     if cfg.model.get("kind") == "causal_lm":  # decoder LLMs: their own job (sglp.llm)
@@ -170,7 +172,56 @@ def run_identity(cfg: DictConfig, strategy, key: str) -> dict:
         "config_key": key,
         "options": {g: choices[g] for g in sorted(choices) if not g.startswith("hydra")},
         "overrides": HydraConfig.get().job.override_dirname,
+        **({"rehearsal": True} if cfg.rehearse else {}),
     }
+
+
+def apply_rehearsal(cfg: DictConfig, run_dir: Path) -> None:
+    """rehearse=true: the job's own config on synthetic data of its real shapes, random weights (LLMs: the real layer
+    count at a tiny width) and minute-sized budgets; rows go to a scratch table (sglp.rehearsal)."""
+    from sglp.errors import InvalidArgument
+    from sglp.rehearsal import rehearsal_llm, synthetic_corpus
+
+    if cfg.mode != "prune" or cfg.dry_run:
+        raise InvalidArgument("rehearse=true rehearses a prune job: drop mode= / dry_run=true")
+    with open_dict(cfg):
+        cfg.results_table = f"{cfg.rehearsal_dir}/rows/{cfg.name}.csv"
+        cfg.skip_existing, cfg.pretrain_if_missing = False, False
+        cfg.eval_batch_size, cfg.eval_max_batches = 16, 2
+        cfg.latency.batch_sizes, cfg.latency.min_run_time = [1], 0.02
+        cfg.calibration.batch_size = min(cfg.calibration.batch_size, 8)
+        for key, cap in (("batch_size", 8), ("num_batches", 2)):
+            if cfg.scorer.get(key) is not None:
+                cfg.scorer[key] = min(int(cfg.scorer[key]), cap)
+        cfg.search.budget = min(cfg.search.budget or 4, 4)
+        ft = cfg.finetune
+        if ft.get("steps") is not None:  # LoRA
+            ft.steps, ft.warmup_steps, ft.batch_size, ft.bf16, ft.gradient_checkpointing = 2, 0, 4, False, False
+        elif ft.get("epochs", 0) > 0:
+            ft.epochs, ft.max_steps_per_epoch, ft.batch_size = 1, 2, min(ft.batch_size, 16)
+        if cfg.model.get("kind") == "causal_lm":
+            if not cfg.model.get("arch"):
+                raise InvalidArgument(
+                    f"rehearse=true needs model.arch (the decoder's config fields) for {cfg.model.name}"
+                )
+            corpus = synthetic_corpus(run_dir / "rehearsal" / "corpus.txt", seed=cfg.seed)
+            arch = OmegaConf.to_container(cfg.model.arch, resolve=True)
+            cfg.model.path = str(rehearsal_llm(arch, corpus, run_dir / "rehearsal" / "model"))
+            cfg.model.dtype, cfg.model.device_map = "float32", None
+            cfg.dataset.splits = {"_target_": "sglp.data.text.text_splits", "path": str(corpus), "seq_len": 32,
+                                  "calib_fraction": 0.1, "test_fraction": 0.1}  # fmt: skip
+            cfg.dataset.pop("finetune_splits", None)
+            cfg.tasks = {"sglp_continuation": "acc"}  # the local lm-eval task (hub tasks need the hub)
+            cfg.lm_eval.task_limit, cfg.lm_eval.local_items = 16, 32
+        else:
+            cfg.checkpoint = None  # random weights: no checkpoint, no download
+            for key in ("weights", "weights_path"):
+                if cfg.model.net.get(key) is not None:
+                    cfg.model.net[key] = None
+            cfg.dataset.splits = {"_target_": "sglp.rehearsal.synthetic_splits", "name": cfg.dataset.name,
+                                  "input_shape": list(cfg.dataset.input_shape),
+                                  "num_classes": cfg.dataset.num_classes, "seed": cfg.seed}  # fmt: skip
+    print(f"rehearsal of {cfg.name} [{cfg.label}]: synthetic data, random weights, rows -> {cfg.results_table}")
 
 
 def dry_run(cfg: DictConfig, resolved: dict) -> dict:
@@ -310,6 +361,8 @@ def run_llm(cfg: DictConfig, device, run_dir: str, results_table, logger, resolv
         eval_batch_size=cfg.eval_batch_size,
         eval_max_batches=cfg.eval_max_batches,
         tasks=dict(cfg.tasks),
+        task_limit=cfg.lm_eval.task_limit,
+        local_items=cfg.lm_eval.local_items,
         latency_batch_sizes=list(cfg.latency.batch_sizes),
         latency_min_run_time=cfg.latency.min_run_time,
         save_pruned_model=cfg.save_pruned_model,

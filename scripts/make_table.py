@@ -27,6 +27,11 @@ from sglp.tables import (
     write_csv,
 )  # fmt: skip
 
+REHEARSAL_BANNER = (
+    "> **REHEARSAL** (`rehearse=true`): synthetic data of the real shapes, random weights, minute-sized budgets. "
+    "These numbers say only that every stage ran; they measure nothing.\n\n"
+)
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", default="results/rows", help="folder holding <experiment>.csv result rows")
     ap.add_argument("--out", default=None, help="output stem (default results/<table folder name>[_cpu])")
     ap.add_argument("--command", default=None, help="the command that made the rows, quoted in the table")
+    ap.add_argument("--rehearsal", action="store_true", help="rows of rehearse=true runs, tables in outputs/rehearsal")
     args = ap.parse_args(argv)
+    if args.rehearsal:
+        args.rows = "outputs/rehearsal/rows" if args.rows == "results/rows" else args.rows
 
     spec, paper = load_spec(args.table)
     suffix = STAND_IN_SUFFIX if args.stand_in else ""
@@ -45,10 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make_table: no result rows yet in {', '.join(map(str, files))}; nothing written", file=sys.stderr)
         return 0
     name = Path(args.table).name + suffix
-    out = Path(args.out) if args.out else Path("results") / name
+    out = Path(args.out) if args.out else Path("outputs/rehearsal/tables" if args.rehearsal else "results") / name
+    out.parent.mkdir(parents=True, exist_ok=True)
     lines = build_lines(spec, paper, rows, args.stand_in)
     command = args.command or "make " + name.removeprefix("sglp_").replace("_", "-")
     text = render_markdown(spec, lines, args.stand_in, command, ", ".join(map(str, files)))
+    if args.rehearsal:  # never mistaken for results
+        text = REHEARSAL_BANNER + text
     plot = spec.plot or {}
     png = out.with_suffix(".png")
     if plot.get("x"):  # a sweep: our mean ± std per x, the paper's numbers where it gives them

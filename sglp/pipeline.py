@@ -26,6 +26,7 @@ from sglp.errors import CheckpointError
 from sglp.metrics import count_flops, count_parameters, measure_latency, reduction_pct
 from sglp.plots import plot_cka, plot_kept_units
 from sglp.report import NullLogger, git_commit, publish_row
+from sglp.scorers.base import SplitCalibration
 from sglp.search import SearchResult
 from sglp.surgery import remove_layers
 from sglp.training import SGDConfig, evaluate, to_memory_format, train
@@ -145,6 +146,17 @@ def check_settings(num_units: int, segmenter, search) -> None:
     search.check(num_units, segmenter.min_segments)
 
 
+def units_kept_target(strategy, num_units: int) -> int | None:
+    """The depth the strategy was configured for (its search's or its own keep/ratio), None when it sets none.
+    A search whose candidates may keep fewer (the paper's every-subset space) reports both this and `units_kept`."""
+    from sglp.search import target_keep
+
+    target = getattr(strategy, "search", strategy)
+    if getattr(target, "per_segment", None) is not None or not hasattr(target, "keep"):
+        return None
+    return target_keep(num_units, target.keep, getattr(target, "ratio", None))
+
+
 def every_subset_space(segments: list[list[int]]) -> int:
     """The SGLP paper's search space for these segments: every non-empty subset of each, sum_i (2^{n_i} - 1)
     (its Table 6 counts this way: 16,430 = segments of 14, 5, 3, 3, 1 and 1 units)."""
@@ -200,9 +212,7 @@ def run_pruning(
         dense_acc = test_acc(net, "eval dense")
     log.info("dense test accuracy %.2f%% (%d prunable units)", dense_acc, units_total)
 
-    def calibration(batch_size: int, num_batches: int) -> list:
-        return list(data.calib_batches(batch_size, num_batches, seed=s.seed + 1))
-
+    calibration = SplitCalibration(data, seed=s.seed + 1)
     cka_batches = data.calib_batches(s.calib_batch_size, s.calib_batches, seed=s.seed)
     with timed(timings, "seconds_prune"):  # the method's whole cost: similarity, segmentation, search, surgery
         result = strategy(net, calibration=calibration, cka_batches=cka_batches, data=data, progress=s.progress)
@@ -253,6 +263,7 @@ def run_pruning(
             "removed": result.removed,
             "units_total": units_total,
             "units_kept": len(result.kept),
+            "units_kept_target": units_kept_target(strategy, units_total),
             "calib_batch_size": s.calib_batch_size,
             "calib_batches": s.calib_batches,
             "dense_acc": dense_acc,

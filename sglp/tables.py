@@ -137,6 +137,8 @@ def matching(rows: Iterable[Mapping[str, Any]], key: Mapping[str, Any], match: S
     out = []
     for r in rows:
         ours = {**r, "experiment": paper_experiment(str(r.get("experiment", "")), stand_in)}
+        if r.get("units_kept_target") not in (None, ""):  # the job configured for a depth reproduces its paper row,
+            ours["units_kept"] = r["units_kept_target"]  # even where the search kept fewer (the `units kept` column)
         if all(same(ours[m] if m in ours else row_value(ours, m), key.get(m, "")) for m in match):
             out.append(r)
     return out

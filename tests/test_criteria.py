@@ -140,7 +140,7 @@ def test_pooled_embedding_follows_eq5():
 
 
 def test_imprinting_importance_is_gain_over_previous_unit(net, batches):
-    crit = Imprinting(num_batches=4, batch_size=16, embedding_length=256)
+    crit = Imprinting(num_batches=4, batch_size=16, embedding_length=256, fit_per_class=None)
     imp = prepared(crit, net, batches)
     fit_y = torch.cat([y for _, y in batches[:2]])
     score_y = torch.cat([y for _, y in batches[2:]])
@@ -148,6 +148,33 @@ def test_imprinting_importance_is_gain_over_previous_unit(net, batches):
     acc = [imprint_accuracy(a, fit_y, b, score_y, 10) for a, b in zip(fit, score)]
     assert len(acc) == 10 and crit.probe_accuracy == pytest.approx(acc)
     assert imp.tolist() == pytest.approx([acc[i + 1] - acc[i] for i in range(9)])
+
+
+def test_imprinting_fits_on_class_balanced_training_examples(net, batches):
+    """With fit_per_class, the probes are imprinted from `per_class` training examples of every class (drawn by
+    the data source) and scored on all calibration batches."""
+    from sglp.data.batches import ImageSplits, class_balanced_indices
+    from sglp.scorers.base import SplitCalibration
+
+    g = torch.Generator().manual_seed(2)
+    train = (torch.randint(0, 256, (300, 1, 12, 12), generator=g, dtype=torch.uint8), torch.arange(300) % 10)
+    test = (torch.randint(0, 256, (20, 1, 12, 12), generator=g, dtype=torch.uint8), torch.arange(20) % 10)
+    data = ImageSplits.from_train_test("toy", train, test, 64, 0, num_classes=10, mean=(0.5,), std=(0.25,))
+    source = SplitCalibration(data, seed=3)
+    crit = Imprinting(num_batches=2, batch_size=16, embedding_length=256, fit_per_class=5)
+    crit.prepare(source, net)
+    idx = class_balanced_indices(data.train_labels, 5, seed=3)
+    assert torch.bincount(data.train_labels[idx], minlength=10).tolist() == [5] * 10
+    fit = list(data.train_per_class(5, 16, seed=3))
+    score = source(16, 2)
+    fit_y, score_y = torch.cat([y for _, y in fit]), torch.cat([y for _, y in score])
+    acc = [
+        imprint_accuracy(a, fit_y, b, score_y, 10)
+        for a, b in zip(unit_embeddings(net, fit, 256), unit_embeddings(net, score, 256))
+    ]
+    assert len(fit_y) == 50 and crit.probe_accuracy == pytest.approx(acc)
+    with pytest.raises(InvalidArgument, match="fit_per_class=null"):
+        Imprinting(num_batches=2, fit_per_class=5).prepare(lambda bs, n: batches[:n], net)
 
 
 def test_linear_probe_separates_separable_features():
@@ -161,7 +188,7 @@ def test_linear_probe_separates_separable_features():
     shuffled = y[torch.randperm(200, generator=g)]
     assert linear_probe_accuracy(x[:100], shuffled[:100], x[100:], shuffled[100:], 4) < 60.0
     with pytest.raises(InvalidArgument):
-        LinearProbe(num_batches=1)
+        LinearProbe(num_batches=1, fit_per_class=None)
 
 
 def test_sr_init_equals_explicit_reinitialised_copies_and_restores_the_backbone(net, batches):

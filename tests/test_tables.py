@@ -159,3 +159,14 @@ def test_rows_with_old_sglp_labels_are_read_as_what_they_ran(tmp_path):
         w.writeheader()
         w.writerows([{"experiment": "t", "method": "SGLP"}, {"experiment": "t", "method": "Random"}])
     assert [r["method"] for r in read_rows([path, tmp_path / "missing.csv"])] == ["SGLP (repo defaults)", "Random"]
+
+
+def test_a_job_configured_for_a_depth_matches_its_paper_row_even_if_it_kept_fewer():
+    from sglp.tables import matching
+
+    paper = {"experiment": "t", "method": "SGLP (paper)", "units_kept": "6"}
+    kept_fewer = {"experiment": "t", "method": "SGLP (paper)", "units_kept": "3", "units_kept_target": "6"}
+    other_job = {"experiment": "t", "method": "SGLP (paper)", "units_kept": "6", "units_kept_target": "7"}
+    old_row = {"experiment": "t", "method": "SGLP (paper)", "units_kept": "6"}  # written before the target column
+    match = ["experiment", "method", "units_kept"]
+    assert matching([kept_fewer, other_job, old_row], paper, match, stand_in=False) == [kept_fewer, old_row]

@@ -22,8 +22,9 @@ from torch import nn
 
 from sglp.activations import unit_output_hooks
 from sglp.criteria.base import Batches, UnitCriterion
+from sglp.device import model_device
 from sglp.errors import InvalidArgument
-from sglp.modes import eval_mode
+from sglp.modes import channels_last, eval_mode
 from sglp.units import prunable_units
 
 
@@ -102,19 +103,46 @@ def linear_probe_accuracy(
 
 
 class _ProbeGain(UnitCriterion):
-    def __init__(self, num_batches: int = 4, batch_size: int = 128, embedding_length: int = 1024) -> None:
+    """Probes fitted on `fit_per_class` training examples of every class and scored on the calibration batches
+    (LayerPrune imprints from the training data); `fit_per_class=None`: fitted on the first half of the calibration
+    batches and scored on the rest."""
+
+    def __init__(
+        self, num_batches: int = 4, batch_size: int = 128, embedding_length: int = 1024, fit_per_class: int | None = 50
+    ) -> None:
         super().__init__(num_batches, batch_size)
-        if num_batches < 2:
+        if fit_per_class is None and num_batches < 2:
             raise InvalidArgument(f"scorer.num_batches={num_batches}: probes need >= 2 (half fit, half scoring)")
-        self.embedding_length = embedding_length
+        if fit_per_class is not None and (fit_per_class < 1 or num_batches < 1):
+            raise InvalidArgument(
+                f"scorer.fit_per_class={fit_per_class} / num_batches={num_batches} must be >= 1 (or fit_per_class=null)"
+            )
+        self.embedding_length, self.fit_per_class = embedding_length, fit_per_class
+        self.fit_batches: Batches | None = None
         self.probe_accuracy: list[float] = []  # accuracy of unit 0's input, then of every unit's output
+
+    def prepare(self, calibration, model: nn.Module | None = None) -> None:
+        if self.fit_per_class is not None:
+            per_class = getattr(calibration, "train_per_class", None)
+            if per_class is None:
+                raise InvalidArgument(
+                    f"{type(self).__name__}: this data source has no training split to fit probes on: "
+                    "set scorer.fit_per_class=null (fit on half of the calibration batches)"
+                )
+            device = model_device(model) if model is not None else torch.device("cpu")
+            fit = per_class(self.fit_per_class, self.batch_size)
+            self.fit_batches = [(channels_last(x.to(device)), y.to(device)) for x, y in fit]
+        super().prepare(calibration, model)
 
     def accuracy(self, train_x, train_y, test_x, test_y, num_classes: int) -> float:
         raise NotImplementedError
 
     def unit_importance(self, model: nn.Module, batches: Batches) -> torch.Tensor:
-        half = len(batches) // 2
-        fit, score = batches[:half], batches[half:]
+        if self.fit_batches is not None:
+            fit, score = self.fit_batches, batches
+        else:
+            half = len(batches) // 2
+            fit, score = batches[:half], batches[half:]
         ys_fit, ys_score = torch.cat([y for _, y in fit]), torch.cat([y for _, y in score])
         num_classes = int(max(ys_fit.max(), ys_score.max())) + 1
         emb_fit = unit_embeddings(model, fit, self.embedding_length)
@@ -143,8 +171,9 @@ class LinearProbe(_ProbeGain):
         lr: float = 0.05,
         weight_decay: float = 1e-4,
         seed: int = 0,
+        fit_per_class: int | None = 50,
     ) -> None:
-        super().__init__(num_batches, batch_size, embedding_length)
+        super().__init__(num_batches, batch_size, embedding_length, fit_per_class)
         self.steps, self.lr, self.weight_decay, self.seed = steps, lr, weight_decay, seed
 
     def accuracy(self, train_x, train_y, test_x, test_y, num_classes: int) -> float:

@@ -168,6 +168,28 @@ class ImageSplits:
     def test_batches(self, batch_size: int = 500, max_batches: int | None = None) -> Batches:
         return self._batches(self.test_images, self.test_labels, batch_size, max_batches=max_batches)
 
+    def train_per_class(self, per_class: int, batch_size: int, seed: int = 0) -> Batches:
+        """Up to `per_class` training examples of every class, without augmentation (probes fitted on training
+        data, as LayerPrune's imprinting is)."""
+        idx = class_balanced_indices(self.train_labels, per_class, seed)
+        return self._batches(self.train_images[idx], self.train_labels[idx], batch_size)
+
+
+def class_balanced_indices(labels: torch.Tensor, per_class: int, seed: int = 0) -> torch.Tensor:
+    """Positions of up to `per_class` examples of every class in `labels` (N,), drawn by a seeded permutation;
+    sorted, so batches follow the file order."""
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}")
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    taken: dict[int, int] = {}
+    chosen = []
+    for i in perm.tolist():
+        c = int(labels[i])
+        if taken.get(c, 0) < per_class:
+            taken[c] = taken.get(c, 0) + 1
+            chosen.append(i)
+    return torch.tensor(sorted(chosen), dtype=torch.long)
+
 
 def split_calibration(images: torch.Tensor, labels: torch.Tensor, calib_size: int, seed: int = 1234):
     """Split (images, labels) into (train, calib) with a fixed seeded permutation."""

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from sglp.data.batches import ImageSplits
-from sglp.errors import DataNotFoundError
+from sglp.errors import DataNotFoundError, InvalidArgument
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = {
@@ -88,11 +88,16 @@ def load_fashion_mnist(
     split_seed: int = 1234,
     download: bool = True,
     search_system: bool = True,
+    loader: str = "torch",
+    dali_device: str = "auto",
 ) -> ImageSplits:
     """Fashion-MNIST as in-memory splits: 60k train files -> (60k - calib_size) train + calib; 10k test.
 
     `search_system=False` skips Debian's system location; `download=False` skips torchvision's download.
+    `loader="dali"` serves the batches from DALI pipelines (GPU; `dali_device=cpu` for the CPU pipeline).
     """
+    if loader not in ("torch", "dali"):
+        raise InvalidArgument(f"dataset.splits.loader={loader!r}: choose torch or dali")
     paths = find_fashion_mnist(data_dir, download, search_system)
     arrays = {k: read_idx(p) for k, p in paths.items()}
 
@@ -100,7 +105,7 @@ def load_fashion_mnist(
         images = torch.from_numpy(arrays[f"{split}_images"].copy()).unsqueeze(1)
         return images, torch.from_numpy(arrays[f"{split}_labels"].astype(np.int64))
 
-    return ImageSplits.from_train_test(
+    splits = ImageSplits.from_train_test(
         "fashion_mnist",
         tensors("train"),
         tensors("test"),
@@ -112,3 +117,4 @@ def load_fashion_mnist(
         crop_pad=2,
         flip=True,
     )
+    return splits.use_dali(dali_device) if loader == "dali" else splits

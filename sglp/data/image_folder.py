@@ -133,6 +133,15 @@ class FolderSplits:
     def calib_batches(self, batch_size: int, max_batches: int | None = None, seed: int = 0) -> Limited:
         return Limited(self._loader(self.calib_set, self.calib_indices, batch_size, seed, True), max_batches)
 
+    def train_per_class(self, per_class: int, batch_size: int, seed: int = 0) -> Limited:
+        """Up to `per_class` training images of every class, with the evaluation transforms (probes fitted on
+        training data, as LayerPrune's imprinting is)."""
+        from sglp.data.batches import class_balanced_indices
+
+        labels = torch.tensor([self.train_set.targets[i] for i in self.train_indices])
+        chosen = [self.train_indices[i] for i in class_balanced_indices(labels, per_class, seed).tolist()]
+        return Limited(self._loader(self.calib_set, chosen, batch_size, None, False), None)
+
     def test_batches(self, batch_size: int = 500, max_batches: int | None = None) -> Limited:
         test = list(range(len(self.test_set)))
         return Limited(self._loader(self.test_set, test, batch_size, None, False), max_batches)

@@ -85,6 +85,13 @@ class SignalSplits:
     def test_batches(self, batch_size: int = 500, max_batches: int | None = None):
         return TensorBatches(self.test_x, self.test_y, batch_size, max_batches=max_batches)
 
+    def train_per_class(self, per_class: int, batch_size: int, seed: int = 0):
+        """Up to `per_class` training examples of every class (probes fitted on training data)."""
+        from sglp.data.batches import class_balanced_indices
+
+        idx = class_balanced_indices(self.train_y, per_class, seed)
+        return TensorBatches(self.train_x[idx], self.train_y[idx], batch_size)
+
 
 def split_signals(
     name: str, x: torch.Tensor, y: torch.Tensor, classes: list[str], test_fraction: float, calib_size: int, seed: int

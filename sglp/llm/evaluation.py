@@ -3,6 +3,7 @@ sglp/llm/tasks (each task a YAML file). Each task's metric (acc or acc_norm) is 
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections.abc import Mapping
@@ -41,6 +42,14 @@ def write_continuation_items(
     return path
 
 
+@functools.lru_cache(maxsize=4)
+def task_manager(metadata: tuple[tuple[str, object], ...]):
+    """lm-eval's task index with our local tasks (building it scans every task yaml: seconds), one per metadata."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS_DIR), metadata=dict(metadata))
+
+
 def evaluate_tasks(
     model,
     tokenizer,
@@ -53,10 +62,9 @@ def evaluate_tasks(
     name to the metric reported for it (e.g. {"arc_challenge": "acc_norm", "sglp_continuation": "acc"})."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-    manager = TaskManager(include_path=str(TASKS_DIR), metadata=dict(metadata or {}))
+    manager = task_manager(tuple(sorted((metadata or {}).items())))
     out = lm_eval.simple_evaluate(model=lm, tasks=list(metrics), task_manager=manager, limit=limit, log_samples=False)
     scores = {}
     for task, metric in metrics.items():

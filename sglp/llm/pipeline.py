@@ -24,7 +24,7 @@ from sglp.llm.lora import LoRAConfig, lora_finetune
 from sglp.llm.perplexity import perplexity
 from sglp.metrics import count_parameters, reduction_pct
 from sglp.modes import eval_mode
-from sglp.pipeline import every_subset_space, timed
+from sglp.pipeline import every_subset_space, timed, units_kept_target
 from sglp.plots import plot_cka, plot_kept_units
 from sglp.report import NullLogger, git_commit, publish_row
 from sglp.units import prunable_units, unit_width
@@ -124,7 +124,8 @@ def run_llm_pruning(
     vocab = model.config.get_text_config(decoder=True).vocab_size
     row: dict[str, Any] = dict(identity or {})
     row.update({**strategy.describe(), "k": len(result.segments), "segments": result.segments, "kept": result.kept,
-                "removed": result.removed, "units_total": units_total, "units_kept": len(result.kept)})  # fmt: skip
+                "removed": result.removed, "units_total": units_total, "units_kept": len(result.kept),
+                "units_kept_target": units_kept_target(strategy, units_total)})  # fmt: skip
     row.update(row_metrics)
     row.update({"lora_steps": finetune.steps if finetune else 0, "lora_final_loss": losses[-1] if losses else None})
     pd, pp = count_parameters(model), count_parameters(pruned)
