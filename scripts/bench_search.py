@@ -206,8 +206,8 @@ def main() -> None:
         "RSS rises between segments because a later segment caches a longer prefix (with its graph); "
         "within a segment it stays flat. The SGLP paper reports about 1 h for its 16,430-candidate "
         "ResNet-56 space, on four 40 GB A100s (its Sec. 4.1.2).",
-        f"Load average (1 min) at the start and end of this benchmark: {load_start:.2f} and {os.getloadavg()[0]:.2f} "
-        f"on {os.cpu_count()} cores (above ~0.5 means other jobs shared the CPU).",
+        f"Load average (1 min) just before this benchmark: {load_start:.2f} on {os.cpu_count()} cores (near 0: no "
+        "other job was running; the benchmark's own threads load the CPU after that).",
         "",
     ]
     emit_report("\n".join(lines), args.out)

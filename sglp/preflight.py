@@ -25,7 +25,7 @@ from torch import nn
 
 from sglp.errors import InvalidArgument, SGLPError
 from sglp.operating_points import DEFAULT_TOLERANCE_PP, CostModel
-from sglp.search import target_keep
+from sglp.pipeline import units_kept_target
 from sglp.segmentation import uniform_segments
 from sglp.units import prunable_units
 
@@ -144,7 +144,7 @@ def preflight(
     search = getattr(strategy, "search", None)
     segmenter = getattr(strategy, "segmenter", None)
     scorer = getattr(strategy, "scorer", None)
-    keep = target_keep(num_units, search.keep, search.ratio) if search is not None else None
+    keep = units_kept_target(strategy, num_units)
 
     n_cka = job.calib_batch_size * job.calib_batches
     if job.calib_batch_size > job.num_calib:
@@ -218,7 +218,16 @@ def _paper_checks(job: JobSpec, cost: CostModel, keep: int, reach, tolerance_pp:
     if job.stand_in or job.experiments_dir is None:
         return []
     out = []
-    for table, row in paper_cost_rows_for(job.experiments_dir, job.name, job.method, keep):
+    rows = paper_cost_rows_for(job.experiments_dir, job.name, job.method, keep)
+    if not rows:
+        elsewhere = sorted(
+            {int(as_number(r["units_kept"])) for _, r in paper_cost_rows_for(job.experiments_dir, job.name, job.method)}
+        )
+        if elsewhere:
+            out.append(
+                Check("paper", True, f"no paper row at {keep} kept (its rows of {job.method}: {elsewhere} kept)")
+            )
+    for table, row in rows:
         macs, params = as_number(row.get("flops")), as_number(row.get("params"))
         nearest, dist = reach.closest(macs, params)
         label = f"paper: {table} {row['paper_method']}"

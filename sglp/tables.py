@@ -296,17 +296,17 @@ def cost_rows(folder: str | Path) -> list[dict[str, str]]:
 
 
 def paper_cost_rows_for(
-    experiments_dir: str | Path, experiment: str, method: str, units_kept: int
+    experiments_dir: str | Path, experiment: str, method: str, units_kept: int | None = None
 ) -> list[tuple[str, dict[str, str]]]:
     """(table folder name, paper row) of every paper row with cost columns that the job (experiment, method label,
-    units kept) reproduces. A stand-in (`_cpu`) runs another architecture: it reproduces no cost row."""
+    units kept; None = any depth) reproduces. A stand-in (`_cpu`) runs another architecture: no cost row."""
     out = []
     for folder in sorted(Path(experiments_dir).glob("*/table.yaml")):
         for p in cost_rows(folder.parent):
             if (
                 p.get("experiment") == experiment
                 and p.get("method") == method
-                and as_number(p.get("units_kept")) == units_kept
+                and (units_kept is None or as_number(p.get("units_kept")) == units_kept)
             ):
                 out.append((folder.parent.name, p))
     return out
