@@ -286,6 +286,8 @@ def dry_run(cfg: DictConfig, resolved: dict) -> dict:
         calib_batches=cfg.calibration.num_batches,
         language_model=language_model,
         token_rows=bool(cfg.similarity.get("token_rows", False)),
+        cka_form=cfg.similarity.get("form", "auto"),
+        cka_kernel=cfg.similarity.get("kernel", "linear"),
         finetune_examples=ft_examples,
         pretrain_examples=pretrain_examples,
         param_bytes=2 if language_model and cfg.model.dtype in ("bfloat16", "float16") else 4,

@@ -55,6 +55,8 @@ class JobSpec:
     calib_batches: int
     language_model: bool = False  # examples are token sequences; no MACs operating point
     token_rows: bool = False  # CKA rows are tokens (LLMs): n = batch x tokens
+    cka_form: str = "auto"  # similarity.form: gram | features | auto (sglp.similarity.uses_features)
+    cka_kernel: str = "linear"
     finetune_examples: int = 0  # examples seen by fine-tuning
     pretrain_examples: int = 0  # examples seen by pretraining first (a missing backbone with pretrain_if_missing)
     param_bytes: int = 4  # bytes per weight and activation at run time (bf16: 2)
@@ -80,6 +82,34 @@ def _activation_bytes(model: nn.Module, input_shape: Sequence[int], bytes_per: i
         for h in hooks:
             h.remove()
     return float(bytes_per * sum(sizes)), float(bytes_per * max(sizes, default=0))
+
+
+def _unit_widths(model: nn.Module, input_shape: Sequence[int], token_rows: bool) -> list[int]:
+    """Features per CKA row of every unit's output, for one example (meta device): a token's hidden width when rows
+    are tokens, else the whole output."""
+    from sglp.activations import unit_output_hooks
+
+    widths: dict[int, int] = {}
+
+    def record(i: int, out: torch.Tensor) -> None:
+        widths[i] = int(out.shape[-1]) if token_rows else int(out[0].numel())
+
+    with torch.no_grad(), unit_output_hooks(model, record):
+        model.eval()
+        x = _example(model, input_shape)
+        model(x) if not isinstance(x, dict) else model(**x)
+    return [widths[i] for i in sorted(widths)]
+
+
+def cka_bytes(widths: Sequence[int], rows: int, form: str, kernel: str) -> tuple[float, str]:
+    """Peak bytes of one CKA batch and the form it takes (sglp.similarity.CKAAccumulator): the feature form holds
+    every layer's centred float64 features and one (d_i, d_j) product; the Gram form L transformed (rows, rows)
+    Grams, stacked once more."""
+    from sglp.similarity import uses_features
+
+    if all(uses_features(form, kernel, rows, w) for w in widths):
+        return 8.0 * (rows * sum(widths) + max(widths) ** 2), "features"
+    return 2 * 8.0 * len(widths) * rows**2, "gram"
 
 
 def _example(model: nn.Module, input_shape: Sequence[int]):
@@ -176,12 +206,14 @@ def preflight(
     needs_similarity = getattr(segmenter, "needs_similarity", True) and getattr(strategy, "similarity", None)
     if needs_similarity:
         rows = job.calib_batch_size * (job.input_shape[0] if job.token_rows else 1)
-        grams = 2 * num_units * rows**2 * 8  # L transformed float64 Grams, then stacked into one (L, n^2) matrix
-        cka = weights + grams + 2 * act_max * job.calib_batch_size
-        checks.append(_memory_check("memory: CKA", cka, budget,
-                                    f"{num_units} Grams of {rows:,} x {rows:,} float64 = {grams / GB:.1f} GB",
-                                    "lower calibration.batch_size (rows per Gram), or use a feature-space CKA for "
-                                    "token rows (issue: LLM track at 8B scale)"))  # fmt: skip
+        widths = _unit_widths(job.model, job.input_shape, job.token_rows)
+        held, form = cka_bytes(widths, rows, job.cka_form, job.cka_kernel)
+        what = (f"{num_units} Grams of {rows:,} x {rows:,} float64" if form == "gram" else
+                f"{num_units} centred feature matrices of {rows:,} rows x {max(widths):,} float64")  # fmt: skip
+        cka = weights + held + 2 * act_max * job.calib_batch_size
+        checks.append(_memory_check("memory: CKA", cka, budget, f"{what} = {held / GB:.1f} GB ({form} form)",
+                                    "lower calibration.batch_size, or similarity.form=features when the layers "
+                                    "are narrower than the batch has rows"))  # fmt: skip
     if scorer is not None:
         b = getattr(scorer, "batch_size", job.calib_batch_size)
         grad = getattr(scorer, "needs_grad", False)

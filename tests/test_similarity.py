@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from sglp.errors import InvalidArgument
 from sglp.models.resnet_cifar import resnet20
 from sglp.similarity import CKA, CKAAccumulator, cka_matrix, linear_cka
 
@@ -182,3 +183,45 @@ def test_same_data_in_several_batches_equals_one_batch(estimator):
         acc.add(1, y)
         acc.end_batch()
     assert acc.matrix()[0, 1].item() == pytest.approx(linear_cka(x, y, estimator), abs=1e-12)
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_feature_form_equals_gram_form(estimator):
+    """The feature form (no n x n Gram) gives the Gram form's CKA to 1e-8: narrow layers (d < n), wide ones (d > n)
+    and a mix of both in one batch."""
+    g = torch.Generator().manual_seed(7)
+    base = torch.randn(200, 6, generator=g, dtype=torch.float64)
+    feats = [base @ torch.randn(6, d, generator=g, dtype=torch.float64) + 0.3 * torch.randn(200, d, generator=g,
+             dtype=torch.float64) + 5.0 for d in (8, 40, 300)]  # fmt: skip
+    gram = cka_matrix(feats, estimator, form="gram")
+    assert torch.allclose(cka_matrix(feats, estimator, form="features"), gram, atol=1e-8, rtol=0)
+    assert torch.allclose(cka_matrix(feats, estimator, form="auto"), gram, atol=1e-8, rtol=0)  # mixed: 300 > 200
+    narrow = feats[:2]
+    acc = CKAAccumulator(2, estimator, form="auto")
+    for i, f in enumerate(narrow):
+        acc.add(i, f)
+    acc.end_batch()
+    assert acc.forms_used == ["features"]
+    assert torch.allclose(acc.matrix(), cka_matrix(narrow, estimator, form="gram"), atol=1e-8, rtol=0)
+
+
+def test_feature_form_streams_over_batches_like_the_gram_form():
+    g = torch.Generator().manual_seed(8)
+    batches = [[torch.randn(64, d, generator=g) for d in (5, 9, 12)] for _ in range(3)]
+    results = {}
+    for form in ("gram", "features"):
+        acc = CKAAccumulator(3, "unbiased", form=form)
+        for outs in batches:
+            for i, o in enumerate(outs):
+                acc.add(i, o)
+            acc.end_batch()
+        results[form] = acc.matrix()
+        assert acc.forms_used == [form] * 3
+    assert torch.allclose(results["features"], results["gram"], atol=1e-8, rtol=0)
+
+
+def test_feature_form_needs_the_linear_kernel():
+    with pytest.raises(InvalidArgument, match="linear kernel"):
+        CKA(kernel="rbf", form="features")
+    with pytest.raises(InvalidArgument, match="form"):
+        CKA(form="bogus")
