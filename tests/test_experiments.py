@@ -33,7 +33,7 @@ def labels() -> dict[str, str]:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_method_composes_with_a_label_and_builds_its_strategy(method):
-    cfg = compose_with(f"method={method}", *(["model=tiny_llama", "dataset=kjv"] if "_llm" in method else []))
+    cfg = compose_with(f"method={method}", *(["model=tiny_llama", "dataset=kjv"] if method.endswith("_llm") else []))
     assert cfg.label, "a method yaml names its result rows"
     strategy = instantiate(cfg.strategy)
     assert strategy.describe()
@@ -46,7 +46,7 @@ def test_method_labels_are_unique_except_for_shared_names():
     # one label = one method, except the LLM variant of SGLP and LayerPrune's Eq. 1 (= magnitude L2)
     assert {k: v for k, v in by_label.items() if len(v) > 1} == {
         "SGLP (repo defaults)": ["sglp", "sglp_llm"],
-        "SGLP (paper)": ["sglp_llm_paper", "sglp_paper"],
+        "SGLP (paper)": ["sglp_paper", "sglp_paper_llm"],
     }
 
 
