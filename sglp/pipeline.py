@@ -27,7 +27,7 @@ from sglp.metrics import count_flops, count_parameters, measure_latency, reducti
 from sglp.plots import plot_cka, plot_kept_units
 from sglp.report import NullLogger, git_commit, publish_row
 from sglp.scorers.base import SplitCalibration
-from sglp.search import SearchResult
+from sglp.search import SearchResult, target_keep
 from sglp.surgery import remove_layers
 from sglp.training import SGDConfig, evaluate, to_memory_format, train
 from sglp.units import prunable_units, unit_width
@@ -149,8 +149,6 @@ def check_settings(num_units: int, segmenter, search) -> None:
 def units_kept_target(strategy, num_units: int) -> int | None:
     """The depth the strategy was configured for (its search's or its own keep/ratio), None when it sets none.
     A search whose candidates may keep fewer (the paper's every-subset space) reports both this and `units_kept`."""
-    from sglp.search import target_keep
-
     target = getattr(strategy, "search", strategy)
     if getattr(target, "per_segment", None) is not None or not hasattr(target, "keep"):
         return None
