@@ -64,41 +64,47 @@ class JobSpec:
     experiments_dir: Path | None = None
 
 
-def _activation_bytes(model: nn.Module, input_shape: Sequence[int], bytes_per: int) -> tuple[float, float]:
-    """(bytes of every leaf module's output, bytes of the largest) for one example, counted on the meta device:
-    what a backward pass keeps, and what an inference pass holds at a time (roughly)."""
+@dataclass
+class Profile:
+    """One forward pass of one example on the meta device, measured once."""
+
+    flops: float  # of the forward pass
+    activation_bytes: float  # every leaf module's output: what a backward pass keeps
+    largest_activation_bytes: float  # the largest: roughly what an inference pass holds at a time
+    unit_widths: list[int]  # features per CKA row of each unit's output (a token's width when rows are tokens)
+
+
+def _profile(model: nn.Module, input_shape: Sequence[int], bytes_per: int, token_rows: bool) -> Profile:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sglp.activations import unit_output_hooks
+
     sizes: list[int] = []
+    widths: dict[int, int] = {}
+
+    def record(i: int, out: torch.Tensor) -> None:
+        widths[i] = int(out.shape[-1]) if token_rows else int(out[0].numel())
+
     hooks = [
         m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel() if torch.is_tensor(out) else 0))
         for m in model.modules()
         if not list(m.children())
     ]
+    counter = FlopCounterMode(display=False)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), unit_output_hooks(model, record), counter:
             model.eval()
             x = _example(model, input_shape)
             model(x) if not isinstance(x, dict) else model(**x)
     finally:
         for h in hooks:
             h.remove()
-    return float(bytes_per * sum(sizes)), float(bytes_per * max(sizes, default=0))
-
-
-def _unit_widths(model: nn.Module, input_shape: Sequence[int], token_rows: bool) -> list[int]:
-    """Features per CKA row of every unit's output, for one example (meta device): a token's hidden width when rows
-    are tokens, else the whole output."""
-    from sglp.activations import unit_output_hooks
-
-    widths: dict[int, int] = {}
-
-    def record(i: int, out: torch.Tensor) -> None:
-        widths[i] = int(out.shape[-1]) if token_rows else int(out[0].numel())
-
-    with torch.no_grad(), unit_output_hooks(model, record):
-        model.eval()
-        x = _example(model, input_shape)
-        model(x) if not isinstance(x, dict) else model(**x)
-    return [widths[i] for i in sorted(widths)]
+    return Profile(
+        float(counter.get_total_flops()),
+        float(bytes_per * sum(sizes)),
+        float(bytes_per * max(sizes, default=0)),
+        [widths[i] for i in sorted(widths)],
+    )
 
 
 def cka_bytes(widths: Sequence[int], rows: int, form: str, kernel: str) -> tuple[float, str]:
@@ -119,16 +125,6 @@ def _example(model: nn.Module, input_shape: Sequence[int]):
         ids = torch.zeros(1, *input_shape, dtype=torch.long, device=device)
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "use_cache": False}
     return torch.zeros(1, *input_shape, device=device)
-
-
-def _forward_flops(model: nn.Module, input_shape: Sequence[int]) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        x = _example(model, input_shape)
-        model(x) if not isinstance(x, dict) else model(**x)
-    return float(counter.get_total_flops())
 
 
 _COST_MODELS: dict[tuple[str, tuple[int, ...]], CostModel] = {}
@@ -202,11 +198,11 @@ def preflight(
     budget = device_memory_gb * GB
     params = sum(p.numel() for p in job.model.parameters())
     weights = params * job.param_bytes
-    act_all, act_max = _activation_bytes(job.model, job.input_shape, job.param_bytes)
+    profile = _profile(job.model, job.input_shape, job.param_bytes, job.token_rows)
+    act_all, act_max, widths = profile.activation_bytes, profile.largest_activation_bytes, profile.unit_widths
     needs_similarity = getattr(segmenter, "needs_similarity", True) and getattr(strategy, "similarity", None)
     if needs_similarity:
         rows = job.calib_batch_size * (job.input_shape[0] if job.token_rows else 1)
-        widths = _unit_widths(job.model, job.input_shape, job.token_rows)
         held, form = cka_bytes(widths, rows, job.cka_form, job.cka_kernel)
         what = (f"{num_units} Grams of {rows:,} x {rows:,} float64" if form == "gram" else
                 f"{num_units} centred feature matrices of {rows:,} rows x {max(widths):,} float64")  # fmt: skip
@@ -222,7 +218,7 @@ def preflight(
         checks.append(_memory_check("memory: search", need, budget, f"{what} of a batch of {b}",
                                     "lower scorer.batch_size"))  # fmt: skip
 
-    flops = _forward_flops(job.model, job.input_shape)
+    flops = profile.flops
     passes = {  # stage -> forward-pass equivalents of one example (a backward pass counts as two)
         "eval (dense + 2 x pruned)": 3 * job.num_test,
         "CKA": n_cka if needs_similarity else 0,

@@ -18,7 +18,8 @@ Two exact forms of the linear-kernel HSIC, chosen per batch (`form="auto"`):
   <HKH, HLH> = ||X^T Y||_F^2 and, for the unbiased estimator (a_k = ||x_k||^2, b_k = ||y_k||^2, centred rows),
   HSIC_1 = (||X^T Y||_F^2 - (1 + 2/(n-2)) a.b + (sum a)(sum b) / ((n-1)(n-2))) / (n (n-3)),
   memory O(n sum_i d_i + d_i d_j): what token rows of LLMs need (n = 16,384 tokens, d = 4,096: 17 GB instead of
-  the Grams' 64 GB, twice that stacked). `auto` takes the feature form when the layers' mean width is below n.
+  the Grams' 64 GB, twice that stacked). `auto` takes the feature form for a batch when every layer is narrower
+  than the batch has rows; otherwise the whole batch takes the Gram form.
 
 Why `unbiased` is the default: with features much wider than the batch (d >> n; a ResNet-56
 block output on 28x28 inputs has d = 3136..12544 against n = 128) the biased estimator is
@@ -134,8 +135,8 @@ def _cka_from_hsic(hsic: torch.Tensor) -> torch.Tensor:
 
 
 def uses_features(form: str, kernel: str, rows: int, width: float) -> bool:
-    """Whether a batch of `rows` rows and mean feature width `width` takes the feature form (`form="auto"`: when
-    the features are narrower than the batch is long, i.e. n d < n^2)."""
+    """Whether a layer output of `rows` rows and `width` features per row may take the feature form (`form="auto"`:
+    when it is narrower than the batch is long, n d < n^2); a batch takes it only if every layer may."""
     return form == "features" or (form == "auto" and kernel == "linear" and width < rows)
 
 

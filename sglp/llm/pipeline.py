@@ -27,6 +27,7 @@ from sglp.modes import eval_mode
 from sglp.pipeline import every_subset_space, timed, units_kept_target
 from sglp.plots import plot_cka, plot_kept_units
 from sglp.report import NullLogger, git_commit, publish_row
+from sglp.scorers.base import SplitCalibration
 from sglp.units import prunable_units, unit_width
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,7 @@ def run_llm_pruning(
     with timed(timings, "seconds_eval_dense"):
         row_metrics = measure(model, "dense")
 
-    def calibration(batch_size: int, num_batches: int) -> list:
-        return list(data.calib_batches(batch_size, num_batches, seed=s.seed + 1))
-
+    calibration = SplitCalibration(data, seed=s.seed + 1)
     cka_batches = data.calib_batches(s.calib_batch_size, s.calib_batches, seed=s.seed)
     with timed(timings, "seconds_prune"):
         result = strategy(model, calibration=calibration, cka_batches=cka_batches, data=data, progress=s.progress)
