@@ -9,14 +9,10 @@ export WANDB_SILENT ?= true
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install data data-llm demo demo-llm compare test test-all lint pretrain pretrain-llm clean tables-cpu gpu-check \
-	table1 table2 table3 table4 table5 table6 table7 table8 fig2a fig2b \
-	table1-cpu table2-cpu table3-cpu table4-cpu table5-cpu table6-cpu table7-cpu fig2a-cpu fig2b-cpu \
-	layerprune-table1 layerprune-table2 layerprune-table3 layerprune-table4 \
-	layerprune-table1-cpu layerprune-table2-cpu layerprune-table3-cpu layerprune-table4-cpu
+.PHONY: help install data data-llm demo demo-llm compare test test-all lint pretrain pretrain-llm clean tables-cpu gpu-check
 
 help:  ## list the targets
-	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,14 +43,13 @@ data-llm: $(STAMP)  ## the offline LLM corpus: the King James Bible (Debian bibl
 		mkdir -p data && bible "gen1:1-rev22:21" > data/kjv.txt && echo "wrote data/kjv.txt ($$(wc -c < data/kjv.txt) bytes)"; \
 	fi
 
-LLM_DEMO := model=tiny_llama dataset=kjv similarity=linear_cka_tokens scorer=perplexity finetune=lora tasks=local
-
 pretrain-llm: data-llm  ## re-create the committed tiny LLaMA on the KJV corpus (~10 min on 2 CPU cores)
-	$(PY) run.py mode=pretrain model=tiny_llama dataset=kjv pretrain=tiny_llama name=pretrain overwrite=true
+	$(PY) run.py mode=pretrain model=tiny_llama name=pretrain overwrite=true
 
+# The tiny LLaMA's model yaml brings the LLM kind and its defaults (KJV, token CKA, perplexity search, LoRA, the
+# local lm-eval task, 9 of 12 layers kept).
 demo-llm: data-llm  ## SGLP on the tiny LLaMA: token CKA, perplexity search, LoRA, local lm-eval task (CPU)
-	$(PY) run.py $(LLM_DEMO) name=demo_llm search.keep=9 segmenter.k=3 calibration.batch_size=8 \
-		calibration.num_batches=4 finetune.steps=200 finetune.lr=1e-3 eval_batch_size=16 latency.batch_sizes=[1,8]
+	$(PY) run.py model=tiny_llama name=demo_llm
 
 demo: data  ## SGLP end to end on ResNet-56 / Fashion-MNIST (offline, ~6 min on 2 CPU cores)
 	$(PY) run.py name=demo
@@ -69,7 +64,7 @@ COMPARE := $(PY) run.py -m name=baselines results_table=$(COMPARE_TABLE) skip_ex
 
 compare: data  ## every layer-pruning method on ResNet-56 / Fashion-MNIST (~3 min per run, 15 methods x seeds)
 	$(COMPARE) scorer=gradnorm,gradnorm_paper,random
-	$(COMPARE) segmenter=none scorer=$(COMPARE_CRITERIA)
+	$(COMPARE) strategy=one_shot scorer=$(COMPARE_CRITERIA)
 	$(COMPARE) strategy=fusion
 	$(PY) scripts/compare_table.py $(COMPARE_TABLE) --out results/baselines_fashion_mnist.md \
 		--plot results/baselines_fashion_mnist.png --command "make compare" \
@@ -89,125 +84,35 @@ pretrain: data  ## re-create the committed ResNet-56 Fashion-MNIST backbone (~25
 	$(PY) run.py mode=pretrain name=pretrain overwrite=true
 
 # ---- Paper tables ------------------------------------------------------------------------------------------
-# `make tableN` runs the experiment configs of the paper's table N (configs/experiment/, GPU + the real data and
-# weights), then scripts/make_table.py renders ours vs the paper's numbers (experiments/<table>/paper.csv) as
-# results/<table>.md/.csv/.png. `make tableN-cpu` runs the CPU stand-ins (Fashion-MNIST, committed backbones).
-# Rows are keyed by the resolved config: a re-run resumes, skipping what exists. ARGS goes to every run.py call:
+# A table is its folder experiments/<folder>/ (table.yaml: the runs that make it, paper.csv: the paper's numbers)
+# plus the experiment configs it names. `make table-<folder>` runs its GPU jobs (the real data and weights), then
+# renders results/<folder>.md/.csv/.png beside the paper's numbers; `make table-<folder>-cpu` runs the CPU stand-in.
+# `make tables` lists them. Rows are keyed by the resolved config: a re-run resumes, skipping what exists.
+# ARGS goes to every run.py call:
 #   make table1 ARGS="dry_run=true"                      pre-flight every job (exit 2 naming the fix if one would fail)
 #   make table1 ARGS="rehearse=true"                     every job end to end on synthetic data, minutes on a CPU
 #   make table2 ARGS="hydra/launcher=slurm"              each sweep as a SLURM job array (configs/hydra/launcher)
-RUN := $(PY) run.py -m
-TABLE := $(PY) scripts/make_table.py $(if $(findstring rehearse=true,$(ARGS)),--rehearsal)
+# Short names: tableN, figN (SGLP paper), layerprune-tableN, each with -cpu.
+TABLE_RUN := $(PY) scripts/run_table.py
 
-table1: data  ## SGLP Tab. 1: CIFAR-10 VGG-16 (2 depths), ResNet-56; CIFAR-100 ResNet-56 (GPU)
-	$(RUN) experiment=table1_vgg16_cifar10 $(ARGS)
-	$(RUN) experiment=table1_resnet56_cifar10 $(ARGS)
-	$(RUN) experiment=table1_resnet56_cifar10 method=sr_init search.keep=17 $(ARGS)
-	$(RUN) experiment=table1_resnet56_cifar100 $(ARGS)
-	$(RUN) experiment=table1_resnet56_cifar100 method=sr_init search.keep=20 $(ARGS)
-	$(TABLE) experiments/sglp_table1
-table1-cpu: data  ## CPU stand-in of Tab. 1 (Fashion-MNIST VGG-16-BN and ResNet-56)
-	$(RUN) experiment=table1_vgg16_cifar10_cpu $(ARGS)
-	$(RUN) experiment=table1_resnet56_cifar10_cpu $(ARGS)
-	$(RUN) experiment=table1_resnet56_cifar10_cpu method=sr_init search.keep=17 $(ARGS)
-	$(RUN) experiment=table1_resnet56_cifar100_cpu $(ARGS)
-	$(RUN) experiment=table1_resnet56_cifar100_cpu method=sr_init search.keep=20 $(ARGS)
-	$(TABLE) experiments/sglp_table1 --stand-in
-table2: data  ## SGLP Tab. 2: ImageNet ResNet-50 (GPU, ImageNet + torchvision weights)
-	$(RUN) experiment=table2_resnet50_imagenet $(ARGS)
-	$(RUN) experiment=table2_resnet50_imagenet method=sr_init search.keep=9 $(ARGS)
-	$(RUN) experiment=table2_resnet50_imagenet method=layerprune_imprint search.keep=6 $(ARGS)
-	$(TABLE) experiments/sglp_table2
-table2-cpu: data  ## CPU stand-in of Tab. 2 (ResNet-56 / Fashion-MNIST)
-	$(RUN) experiment=table2_resnet50_imagenet_cpu $(ARGS)
-	$(RUN) experiment=table2_resnet50_imagenet_cpu method=sr_init search.keep=20 $(ARGS)
-	$(RUN) experiment=table2_resnet50_imagenet_cpu method=layerprune_imprint search.keep=14 $(ARGS)
-	$(TABLE) experiments/sglp_table2 --stand-in
-table3: data  ## SGLP Tab. 3: Imagenette2 and Imagewoof2 (GPU)
-	$(RUN) experiment=table3_imagenette2 $(ARGS)
-	$(RUN) experiment=table3_imagewoof2 $(ARGS)
-	$(TABLE) experiments/sglp_table3
-table3-cpu: data  ## CPU stand-in of Tab. 3
-	$(RUN) experiment=table3_imagenette2_cpu $(ARGS)
-	$(RUN) experiment=table3_imagewoof2_cpu $(ARGS)
-	$(TABLE) experiments/sglp_table3 --stand-in
-table4:  ## SGLP Tab. 4: LLaMA-3.1-8B, 25% of layers removed, LoRA, 8 lm-eval tasks (GPU + gated weights + hub)
-	$(RUN) experiment=table4_llama3_1_8b $(ARGS)
-	$(TABLE) experiments/sglp_table4
-table4-cpu: data-llm  ## CPU stand-in of Tab. 4 (committed tiny LLaMA, KJV text, local task)
-	$(RUN) experiment=table4_llama3_1_8b_cpu $(ARGS)
-	$(TABLE) experiments/sglp_table4 --stand-in
-table5:  ## SGLP Tab. 5: CNN1D on RML2016.10a, Sig2019-12, RML2018.01a at 67% pruning (data under data/)
-	$(RUN) experiment=table5_rml2016 $(ARGS)
-	$(RUN) experiment=table5_sig2019 $(ARGS)
-	$(RUN) experiment=table5_rml2018 $(ARGS)
-	$(TABLE) experiments/sglp_table5
-table5-cpu: data  ## CPU stand-in of Tab. 5 (ResNet-20 / Fashion-MNIST, 67% of blocks removed)
-	$(RUN) experiment=table5_rml2016_cpu $(ARGS)
-	$(TABLE) experiments/sglp_table5 --stand-in
-table6: data  ## SGLP Tab. 6: ablation of CKA / segmentation / GradNorm, CIFAR-10 ResNet-56 (GPU)
-	$(RUN) experiment=table6 $(ARGS)
-	$(TABLE) experiments/sglp_table6
-table6-cpu: data  ## CPU stand-in of Tab. 6 (~12 min)
-	$(RUN) experiment=table6_cpu $(ARGS)
-	$(TABLE) experiments/sglp_table6 --stand-in
-table7: data  ## SGLP Tab. 7: calibration batch size 128-1024, CIFAR-10 ResNet-56 (GPU)
-	$(RUN) experiment=table7 $(ARGS)
-	$(TABLE) experiments/sglp_table7
-table7-cpu: data  ## CPU stand-in of Tab. 7 (~30 min)
-	$(RUN) experiment=table7_cpu $(ARGS)
-	$(TABLE) experiments/sglp_table7 --stand-in
-table8:  ## SGLP Tab. 8 (channel pruning): not reproduced, see experiments/sglp_table8/README.md
-	@cat experiments/sglp_table8/README.md
-fig2a: data  ## SGLP Fig. 2a: accuracy vs number of segments k (GPU)
-	$(RUN) experiment=fig2a $(ARGS)
-	$(TABLE) experiments/sglp_fig2a
-fig2a-cpu: data  ## CPU stand-in of Fig. 2a (~20 min)
-	$(RUN) experiment=fig2a_cpu $(ARGS)
-	$(TABLE) experiments/sglp_fig2a --stand-in
-fig2b: data  ## SGLP Fig. 2b: accuracy and parameters vs kept blocks (GPU)
-	$(RUN) experiment=fig2b $(ARGS)
-	$(TABLE) experiments/sglp_fig2b
-fig2b-cpu: data  ## CPU stand-in of Fig. 2b (~15 min)
-	$(RUN) experiment=fig2b_cpu $(ARGS)
-	$(TABLE) experiments/sglp_fig2b --stand-in
+tables:  ## list the paper tables (make table-<folder>[-cpu]) with their titles
+	@$(TABLE_RUN) --list
+
+table-%-cpu: data  ## CPU stand-in of a table: make table-sglp_table6-cpu (or table6-cpu)
+	$(TABLE_RUN) $* --cpu $(ARGS)
+
+table-%: data  ## a paper table on GPUs: make table-sglp_table1 (or table1); ARGS=dry_run=true for its pre-flight
+	$(TABLE_RUN) $* $(ARGS)
+
+SGLP_TABLES := $(patsubst experiments/sglp_%/paper.csv,%,$(wildcard experiments/sglp_*/paper.csv))
+LAYERPRUNE_TABLES := $(patsubst experiments/layerprune_%/paper.csv,layerprune-%,$(wildcard experiments/layerprune_*/paper.csv))
+.PHONY: tables $(SGLP_TABLES) $(SGLP_TABLES:%=%-cpu) $(LAYERPRUNE_TABLES) $(LAYERPRUNE_TABLES:%=%-cpu)
+$(SGLP_TABLES): %: table-sglp_% ;
+$(SGLP_TABLES:%=%-cpu): %-cpu: table-sglp_%-cpu ;
+$(LAYERPRUNE_TABLES): layerprune-%: table-layerprune_% ;
+$(LAYERPRUNE_TABLES:%=%-cpu): layerprune-%-cpu: table-layerprune_%-cpu ;
+
 tables-cpu: table6-cpu table7-cpu fig2a-cpu fig2b-cpu  ## the committed CPU stand-ins (~75 min)
-
-layerprune-table1: data  ## LayerPrune Tab. 1: VGG19-BN / CIFAR-100, criteria x 2 and 5 layers, imprint 8 (GPU)
-	$(RUN) experiment=layerprune_table1_vgg19_cifar100 $(ARGS)
-	$(RUN) experiment=layerprune_table1_vgg19_cifar100 method=layerprune_imprint,chen search.keep=7 $(ARGS)
-	$(TABLE) experiments/layerprune_table1
-layerprune-table1-cpu: data  ## CPU stand-in (VGG-16-BN / Fashion-MNIST, 12 prunable layers)
-	$(RUN) experiment=layerprune_table1_vgg19_cifar100_cpu $(ARGS)
-	$(RUN) experiment=layerprune_table1_vgg19_cifar100_cpu method=layerprune_imprint,chen search.keep=4 $(ARGS)
-	$(TABLE) experiments/layerprune_table1 --stand-in
-layerprune-table2: data  ## LayerPrune Tab. 2: ResNet-56 / CIFAR-10 and CIFAR-100 (GPU)
-	$(RUN) experiment=layerprune_table2_resnet56_cifar10 $(ARGS)
-	$(RUN) experiment=layerprune_table2_resnet56_cifar10 method=layerprune_imprint,chen search.keep=19 $(ARGS)
-	$(RUN) experiment=layerprune_table2_resnet56_cifar10 method=layerprune_imprint search.keep=9 $(ARGS)
-	$(RUN) experiment=layerprune_table2_resnet56_cifar100 $(ARGS)
-	$(RUN) experiment=layerprune_table2_resnet56_cifar100 method=layerprune_imprint,chen search.keep=16 $(ARGS)
-	$(RUN) experiment=layerprune_table2_resnet56_cifar100 method=layerprune_imprint search.keep=9 $(ARGS)
-	$(TABLE) experiments/layerprune_table2
-layerprune-table2-cpu: data  ## CPU stand-in (ResNet-56 / Fashion-MNIST; CIFAR-10 block only)
-	$(RUN) experiment=layerprune_table2_resnet56_cifar10_cpu $(ARGS)
-	$(RUN) experiment=layerprune_table2_resnet56_cifar10_cpu method=layerprune_imprint,chen search.keep=19 $(ARGS)
-	$(RUN) experiment=layerprune_table2_resnet56_cifar10_cpu method=layerprune_imprint search.keep=9 $(ARGS)
-	$(TABLE) experiments/layerprune_table2 --stand-in
-layerprune-table3: data  ## LayerPrune Tab. 3: ResNet-50 / ImageNet, latency at batch 1 and 64 (GPU)
-	$(RUN) experiment=layerprune_table3_resnet50_imagenet $(ARGS)
-	$(RUN) experiment=layerprune_table3_resnet50_imagenet method=layerprune_imprint search.keep=9,8,6,5 $(ARGS)
-	$(TABLE) experiments/layerprune_table3
-layerprune-table3-cpu: data  ## CPU stand-in (ResNet-56 / Fashion-MNIST, 27 blocks)
-	$(RUN) experiment=layerprune_table3_resnet50_imagenet_cpu $(ARGS)
-	$(RUN) experiment=layerprune_table3_resnet50_imagenet_cpu method=layerprune_imprint search.keep=24,23,21,20 $(ARGS)
-	$(TABLE) experiments/layerprune_table3 --stand-in
-layerprune-table4: data  ## LayerPrune Tab. 4: six criteria x 1-4 blocks, ResNet-50 / ImageNet (GPU)
-	$(RUN) experiment=layerprune_table4_resnet50_imagenet $(ARGS)
-	$(TABLE) experiments/layerprune_table4
-layerprune-table4-cpu: data  ## CPU stand-in (ResNet-56 / Fashion-MNIST)
-	$(RUN) experiment=layerprune_table4_resnet50_imagenet_cpu $(ARGS)
-	$(TABLE) experiments/layerprune_table4 --stand-in
 
 gpu-check: data data-llm  ## on a GPU: demo with DALI + bf16 + channels_last, tiny LLM prune, DDP over NCCL (<8 min); else the plan
 	$(PY) scripts/gpu_check.py

@@ -6,10 +6,10 @@ Translates the composed config into library calls; no algorithm lives here.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -40,12 +40,14 @@ def command_line() -> str:
 
 
 def run(cfg: DictConfig) -> dict:
+    """One call per mode: the pre-flight, pretraining, the evaluation of a saved pruned model, or a prune job."""
     import torch
 
     from sglp.device import init_distributed, is_main, rank, resolve_device
     from sglp.errors import InvalidArgument
-    from sglp.pretrain import pretrain_backbone
-    from sglp.report import NullLogger
+    from sglp.pipeline import JobSettings, run_evaluation, run_pretraining, run_pruning
+    from sglp.report import NullLogger, config_key
+    from sglp.training import seed_everything
 
     if cfg.mode not in MODES:
         raise InvalidArgument(f"mode={cfg.mode!r}: choose one of {MODES}")
@@ -55,92 +57,54 @@ def run(cfg: DictConfig) -> dict:
     run_dir = HydraConfig.get().runtime.output_dir
     if cfg.rehearse:
         apply_rehearsal(cfg, Path(run_dir))
-    results_table = cfg.results_table
-    logger = instantiate(cfg.logger)
-    if not is_main():  # under torchrun only rank 0 writes results and logs
-        run_dir, results_table, logger = os.path.join(run_dir, f"rank{rank()}"), None, NullLogger()
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    tags = [cfg.mode, cfg.model.name, cfg.dataset.name, f"table:{cfg.name}", *(["rehearsal"] if cfg.rehearse else [])]
     if cfg.dry_run:
         return dry_run(cfg, resolved)
-    if cfg.model.get("kind") == "causal_lm":  # decoder LLMs: their own job (sglp.llm)
-        return run_llm(cfg, device, run_dir, results_table, logger, resolved, tags)
-    data = instantiate(cfg.dataset.splits)
-    net = instantiate(cfg.model.net).to(device)
+    seed_everything(cfg.seed)  # before the model is built: its initial weights are drawn there
+    results_table, logger = cfg.results_table, instantiate(cfg.logger)
+    if not is_main():  # under torchrun only rank 0 writes results and logs
+        run_dir, results_table, logger = os.path.join(run_dir, f"rank{rank()}"), None, NullLogger()
+    tags = [cfg.mode, cfg.model.name, cfg.dataset.name, f"table:{cfg.name}", *(["rehearsal"] if cfg.rehearse else [])]
+    task = build_task(cfg, device)
+    strategy = instantiate(cfg.strategy) if cfg.mode == "prune" else None  # validated before any training
 
-    if cfg.mode == "evaluate":  # a pruned model saved by a prune run, on the test split
-        from sglp.checkpoint import load_pruned
-        from sglp.training import evaluate
-
-        if not cfg.pruned_model:
-            raise InvalidArgument("mode=evaluate needs pruned_model=<run dir>/pruned_model.pt")
-        pruned = load_pruned(net, cfg.pruned_model).to(device)
-        result = evaluate(pruned, data.test_batches(cfg.eval_batch_size, cfg.eval_max_batches), "test", cfg.progress)
-        result["params"] = sum(p.numel() for p in pruned.parameters())
-        print(
-            f"{cfg.pruned_model}: test accuracy {result['acc']:.2f} %, loss {result['loss']:.4f}, "
-            f"{result['params']:,} parameters"
-        )
-        return result
-
-    if cfg.mode == "pretrain" or (cfg.pretrain_if_missing and cfg.checkpoint and not os.path.exists(cfg.checkpoint)):
-        logger.start(f"pretrain-{cfg.model.name}-{cfg.dataset.name}", resolved, run_dir, tags)
-        meta = pretrain_backbone(
-            net,
-            data,
-            instantiate(cfg.pretrain),
-            cfg.checkpoint,
-            seed=cfg.seed,
-            resume=cfg.resume,
-            overwrite=cfg.overwrite,
-            logger=logger,
-            config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
-            command=command_line(),
-            progress=cfg.progress,
-        )
-        logger.finish(meta)
-        log_file = os.path.join(run_dir, f"{HydraConfig.get().job.name}.log")
-        if is_main() and os.path.exists(log_file):  # the run's log lives beside the weights it made
-            shutil.copyfile(log_file, os.path.join(os.path.dirname(cfg.checkpoint), "pretrain.log"))
+    if cfg.mode == "evaluate":
+        return run_evaluation(task, cfg.pruned_model)
+    if cfg.mode == "pretrain" or (cfg.pretrain_if_missing and task.weights_missing()):
+        meta = run_pretraining(
+            task, instantiate(cfg.pretrain), seed=cfg.seed, resume=cfg.resume, overwrite=cfg.overwrite,
+            name=f"pretrain-{cfg.model.name}-{cfg.dataset.name}", run_dir=run_dir, logger=logger, config=resolved,
+            tags=tags, config_yaml=OmegaConf.to_yaml(cfg, resolve=True), command=command_line(),
+            log_file=os.path.join(run_dir, f"{HydraConfig.get().job.name}.log"),
+        )  # fmt: skip
         if cfg.mode == "pretrain":
             return meta
 
-    from sglp.pipeline import PruneSettings, run_pruning
-    from sglp.report import config_key
-
-    settings = PruneSettings(
-        calib_batch_size=cfg.calibration.batch_size,
-        calib_batches=cfg.calibration.num_batches,
-        eval_batch_size=cfg.eval_batch_size,
-        eval_max_batches=cfg.eval_max_batches,
-        latency_batch_sizes=list(cfg.latency.batch_sizes),
-        latency_threads=cfg.latency.threads,
-        latency_min_run_time=cfg.latency.min_run_time,
-        save_pruned_model=cfg.save_pruned_model and is_main(),
-        seed=cfg.seed,
-        device=str(device),
-        progress=cfg.progress,
-    )
     key = config_key(resolved, root=cfg.paths.root)
     if skipped(cfg, key, run_dir):
         return {"skipped": key}
-    strategy = instantiate(cfg.strategy)
     identity = run_identity(cfg, strategy, key)
-    row = run_pruning(
-        net=net,
-        data=data,
-        checkpoint=cfg.checkpoint,
-        strategy=strategy,
-        finetune=instantiate(cfg.finetune),
-        settings=settings,
-        run_dir=run_dir,
-        results_table=results_table,
-        logger=logger,
-        identity=identity,
-        config=resolved,
-        tags=[*tags, identity["method"]],
+    settings = JobSettings(
+        calib_batch_size=cfg.calibration.batch_size,
+        calib_batches=cfg.calibration.num_batches,
+        seed=cfg.seed,
+        save_pruned_model=cfg.save_pruned_model and is_main(),
+        progress=cfg.progress,
     )
-    return row
+    return run_pruning(
+        task.load_model(), task, strategy, settings, run_dir, results_table, logger, identity, resolved,
+        [*tags, identity["method"]],
+    )  # fmt: skip
+
+
+def build_task(cfg: DictConfig, device, **replace):
+    """The model kind's task (configs/kind/) with its data, recovery data and fine-tuning recipe; `replace` swaps
+    constructor arguments (the pre-flight passes a model built on the meta device)."""
+    data = {"data": instantiate(cfg.dataset.splits, _partial_=True)}
+    if cfg.dataset.get("finetune_splits"):  # recovery data of its own (an instruction set), else the training split
+        data["finetune_data"] = instantiate(cfg.dataset.finetune_splits, _partial_=True)
+    kind = instantiate(cfg.kind, _partial_=True, **({k: None for k in replace}))  # objects are passed as built
+    return kind(**data, finetune=instantiate(cfg.finetune), device=device, progress=cfg.progress, **replace)
 
 
 def skipped(cfg: DictConfig, key: str, run_dir: str) -> bool:
@@ -162,10 +126,9 @@ def skipped(cfg: DictConfig, key: str, run_dir: str) -> bool:
 def run_identity(cfg: DictConfig, strategy, key: str) -> dict:
     """The row's identifying entries: names, seed, config key, and the option chosen in every group."""
     choices = dict(HydraConfig.get().runtime.choices)
-    groups = ("strategy", *getattr(strategy, "label_groups", ()))
     return {
         "experiment": cfg.name,
-        "method": cfg.label or "/".join(str(choices.get(g)) for g in groups),
+        "method": cfg.label or strategy.label(choices),
         "model": cfg.model.name,
         "dataset": cfg.dataset.name,
         "seed": cfg.seed,
@@ -246,7 +209,7 @@ def dry_run(cfg: DictConfig, resolved: dict) -> dict:
         plan["model"] = f"{cfg.model.path} ({'found' if os.path.exists(cfg.model.path) else 'hub id or missing'})"
         arch = cfg.model.get("arch") or cfg.model.build
         extra = {} if cfg.model.get("arch") else {"vocab_size": cfg.model.vocab_size}
-        model = build_on_meta(lambda: instantiate(arch, **extra))
+        model = build_on_meta(lambda: call_partial(instantiate(arch, **extra)))
     else:
         weights = {"weights": None} if cfg.model.net.get("weights") else {}  # hub weights: fetched by the real run
         model = build_on_meta(lambda: instantiate(cfg.model.net, **weights))
@@ -294,10 +257,16 @@ def dry_run(cfg: DictConfig, resolved: dict) -> dict:
         stand_in=cfg.name.endswith("_cpu"),
         experiments_dir=Path(cfg.paths.root) / "experiments",
     )
+    build_task(cfg, "cpu", **({"net": model} if "net" in cfg.kind else {}))  # the kind's own option checks
     checks = preflight(job, strategy, **cfg.preflight)
     print(report(job, checks))
     raise_on_failure(job, checks)
     return plan
+
+
+def call_partial(obj):
+    """A model from a builder config: configs with `_partial_: true` give a partial, called here."""
+    return obj() if isinstance(obj, functools.partial) else obj
 
 
 def finetune_examples(epochs: int, batch_size: int, max_steps_per_epoch: int | None, num_train: int) -> int:
@@ -306,76 +275,6 @@ def finetune_examples(epochs: int, batch_size: int, max_steps_per_epoch: int | N
     if max_steps_per_epoch is not None:
         steps = min(steps, max_steps_per_epoch)
     return max(0, epochs) * steps * batch_size
-
-
-def run_llm(cfg: DictConfig, device, run_dir: str, results_table, logger, resolved: dict, tags: list) -> dict:
-    """mode=pretrain: tokenizer + tiny LM on the local corpus; mode=prune: SGLP (or a baseline) on the LLM."""
-    from sglp.errors import InvalidArgument
-    from sglp.report import config_key
-
-    if cfg.mode == "evaluate":
-        raise InvalidArgument("mode=evaluate is for vision models; evaluate a pruned LLM with model.path=<dir>")
-    if cfg.mode == "pretrain" or (cfg.pretrain_if_missing and not os.path.exists(cfg.model.path)):
-        from sglp.data.text import read_corpus
-        from sglp.llm.pretrain import pretrain_causal_lm
-        from sglp.llm.tokenizer import train_tokenizer
-
-        text = read_corpus(cfg.dataset.splits.path)
-        split = cfg.dataset.splits
-        tokenizer = train_tokenizer(
-            text[: int(len(text) * (1 - split.calib_fraction - split.test_fraction))], cfg.model.vocab_size
-        )  # fmt: skip  (fitted on the training text only)
-        data = instantiate(cfg.dataset.splits, encode=tokenizer.encode)
-        ids = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                   eos_token_id=tokenizer.eos_token_id)  # fmt: skip
-        model = instantiate(cfg.model.build, vocab_size=len(tokenizer), **ids).to(device)
-        logger.start(f"pretrain-{cfg.model.name}-{cfg.dataset.name}", resolved, run_dir, tags)
-        meta = pretrain_causal_lm(
-            model, tokenizer, data, instantiate(cfg.pretrain), cfg.model.path, seed=cfg.seed, resume=cfg.resume,
-            overwrite=cfg.overwrite, command=command_line(), progress=cfg.progress,
-        )  # fmt: skip
-        (Path(cfg.model.path) / "config_run.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        logger.finish(meta)
-        print(f"{cfg.model.path}: test perplexity {meta['test_perplexity']:.2f} "
-              f"(unigram {meta['unigram_test_perplexity']:.1f}), {meta['parameters']:,} parameters")  # fmt: skip
-        if cfg.mode == "pretrain":
-            return meta
-
-    from sglp.llm.models import load_causal_lm
-    from sglp.llm.pipeline import LLMSettings, run_llm_pruning
-
-    key = config_key(resolved, root=cfg.paths.root)
-    if skipped(cfg, key, run_dir):
-        return {"skipped": key}
-    model, tokenizer = load_causal_lm(cfg.model.path, cfg.model.dtype, cfg.model.device_map)
-    if cfg.model.device_map is None:
-        model.to(device)
-    data = instantiate(cfg.dataset.splits, encode=tokenizer.encode)
-    finetune_data = (  # recovery data of its own (an instruction set), else the training split
-        instantiate(cfg.dataset.finetune_splits, encode=tokenizer.encode)
-        if cfg.dataset.get("finetune_splits")
-        else None
-    )
-    strategy = instantiate(cfg.strategy)
-    settings = LLMSettings(
-        calib_batch_size=cfg.calibration.batch_size,
-        calib_batches=cfg.calibration.num_batches,
-        eval_batch_size=cfg.eval_batch_size,
-        eval_max_batches=cfg.eval_max_batches,
-        tasks=dict(cfg.tasks),
-        task_limit=cfg.lm_eval.task_limit,
-        local_items=cfg.lm_eval.local_items,
-        latency_batch_sizes=list(cfg.latency.batch_sizes),
-        latency_min_run_time=cfg.latency.min_run_time,
-        save_pruned_model=cfg.save_pruned_model,
-        seed=cfg.seed,
-        progress=cfg.progress,
-    )
-    identity = run_identity(cfg, strategy, key)
-    return run_llm_pruning(
-        model, tokenizer, data, strategy, instantiate(cfg.finetune), settings, run_dir, results_table, logger,
-        identity, resolved, [*tags, identity["method"]], finetune_data=finetune_data,
-    )  # fmt: skip
 
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
@@ -392,8 +291,12 @@ def main(cfg: DictConfig) -> None:
         err = e.__cause__ if isinstance(e, InstantiationException) else e
         if not isinstance(err, SGLPError):
             raise
-        log.error("%s", err)
-        print(f"\nsglp: error: {err}", file=sys.stderr)
+        message = str(err)
+        node = re.search(r"full_key: (\S+)", str(e)) if isinstance(e, InstantiationException) else None
+        if node and re.match(r"[a-z_][a-z0-9_]*(\s+entry)?=", message):  # a bare field: name the node that built it
+            message = f"{node.group(1)}.{message}"
+        log.error("%s", message)
+        print(f"\nsglp: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 

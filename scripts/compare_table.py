@@ -8,7 +8,6 @@ python scripts/compare_table.py results/baselines_fashion_mnist.csv --out result
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 from collections import defaultdict
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from sglp.plots import plot_accuracy_vs_reduction
 from sglp.report import emit_report
+from sglp.tables import read_rows
 
 
 def mean_std(values: list[float]) -> str:
@@ -113,8 +113,7 @@ def main() -> None:
     ap.add_argument("--title", default="Layer-pruning methods compared")
     ap.add_argument("--command", help="the command that made the rows (stated in the output)")
     args = ap.parse_args()
-    with open(args.table, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_rows([args.table])  # old labels (sglp/none/l1) read as today's (one-shot/l1)
     if not rows:
         raise SystemExit(f"{args.table} has no rows")
     summary = summarise(rows)

@@ -100,7 +100,7 @@ def render(row: dict, command: str | None = None) -> str:
     run = Path(row["run_dir"])
     run = run.relative_to(Path.cwd()) if run.is_relative_to(Path.cwd()) else run
     return (
-        f"{head}; run directory `{run}` (git-ignored; the same row is in `results/runs.csv`).\n\n"
+        f"{head}; run directory `{run}` (git-ignored; the same row is in `outputs/runs.csv`).\n\n"
         + "\n".join(lines)
         + "\n"
     )

@@ -53,7 +53,7 @@ def main() -> None:
     load_weights(model, args.checkpoint)
     model = model.to(memory_format=torch.channels_last)
     sim = CKA("unbiased")(model, data.calib_batches(128, 2))
-    segments = FisherSegmenter(k=args.k, representation="row")(sim)
+    segments = FisherSegmenter(k=args.k, representation="row")(sim).segments
     alloc = SegmentSearch(keep=args.keep).plan(segments)
     finetune = SGDConfig(epochs=1, batch_size=128, lr=0.01, nesterov=True, max_steps_per_epoch=args.finetune_steps)
     scorer_names = ["gradnorm_max", "gradnorm_min", "gradnorm_paper_init_max", "loss_min", "random"]

@@ -22,9 +22,10 @@ from torch import nn
 
 from sglp.errors import InvalidArgument, UnsupportedModelError
 from sglp.search import SearchResult, target_keep
+from sglp.strategy import PruneResult, Strategy, timed
 from sglp.surgery import remove_layers
 from sglp.training import SGDConfig, train
-from sglp.units import prunable_units, set_submodule
+from sglp.units import FusableUnit, prunable_units, set_submodule
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def align_hidden(reference: nn.Module, other: nn.Module) -> nn.Module:
     product of the channels' feature rows, Hungarian algorithm). The copy computes the same function."""
     from scipy.optimize import linear_sum_assignment
 
-    if not (hasattr(reference, "hidden_features") and hasattr(other, "permute_hidden")):
+    if not (isinstance(reference, FusableUnit) and isinstance(other, FusableUnit)):
         raise UnsupportedModelError(
             f"{type(other).__name__} cannot align hidden channels (no hidden_features/permute_hidden): use align=false"
         )
@@ -84,14 +85,12 @@ def most_similar_pair(units: list[nn.Module], adjacent_only: bool) -> tuple[tupl
     return best, compared
 
 
-class LayerFusion:
+class LayerFusion(Strategy):
     """Fuse the most similar same-shaped units until `keep` units remain (or a `ratio` of units is gone).
 
     `retrain` (an SGDConfig, e.g. a few hundred steps) trains the network on the training split after each
     fusion step, as the paper's iterative variant does; `None` fuses without training in between.
     """
-
-    label_groups: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -108,12 +107,18 @@ class LayerFusion:
     def check(self, num_units: int) -> None:
         target_keep(num_units, self.keep, self.ratio)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, result: PruneResult | None = None) -> dict[str, Any]:
         return {"scorer": None, "fusion_align": self.align, "fusion_adjacent_only": self.adjacent_only}
 
-    def __call__(self, model: nn.Module, calibration=None, cka_batches=None, data=None, progress: bool = True):
-        from sglp.pipeline import PruneResult, timed
+    def label(self, choices: dict[str, str]) -> str:
+        return "fusion"
 
+    def units_kept_target(self, num_units: int) -> int | None:
+        return target_keep(num_units, self.keep, self.ratio)
+
+    def __call__(
+        self, model: nn.Module, calibration=None, cka_batches=None, data=None, progress: bool = True
+    ) -> PruneResult:
         num_units = len(prunable_units(model))
         keep = target_keep(num_units, self.keep, self.ratio)
         if self.retrain is not None and data is None:

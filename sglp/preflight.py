@@ -25,7 +25,6 @@ from torch import nn
 
 from sglp.errors import InvalidArgument, SGLPError
 from sglp.operating_points import DEFAULT_TOLERANCE_PP, CostModel
-from sglp.pipeline import units_kept_target
 from sglp.segmentation import uniform_segments
 from sglp.units import prunable_units
 
@@ -170,7 +169,7 @@ def preflight(
     search = getattr(strategy, "search", None)
     segmenter = getattr(strategy, "segmenter", None)
     scorer = getattr(strategy, "scorer", None)
-    keep = units_kept_target(strategy, num_units)
+    keep = strategy.units_kept_target(num_units)
 
     n_cka = job.calib_batch_size * job.calib_batches
     if job.calib_batch_size > job.num_calib:

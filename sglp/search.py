@@ -182,7 +182,7 @@ class SegmentSearch:
         """Choose the kept units of each segment with `scorer` on candidate views of `model` (no copies)."""
         alloc = self.plan(segments)
         space = self.search_space(segments, alloc)
-        if getattr(scorer, "importance", None) is not None:
+        if scorer.importance is not None:
             return self._top_units(segments, alloc, scorer.importance, space)
         candidates = [
             segment_candidates(seg, self.candidate_sizes(len(seg), m), self.budget, self.seed)
@@ -227,8 +227,7 @@ class SegmentSearch:
             choices.append(SegmentChoice(segment, m, best_kept, best_score, len(combos)))
             decided += [u for u in segment if u not in best_kept]
         bar.close()
-        if hasattr(scorer, "release"):
-            scorer.release()
+        scorer.release()
         kept = sorted(u for c in choices for u in c.kept)
         removed = sorted(u for seg in segments for u in seg if u not in kept)
         return SearchResult(kept, removed, choices, space, time.perf_counter() - t0, scores, evaluated)

@@ -23,6 +23,7 @@ Euclidean distances to the segment's mean row).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -122,44 +123,83 @@ def choose_k(similarity: torch.Tensor, k_max: int = 10, representation: str = "r
 
 
 @dataclass
-class FisherSegmenter:
-    """Configured segmenter: `segmenter(similarity)` -> list of k segments.
+class Segmentation:
+    """A segmenter's answer: `segments` (lists of consecutive unit indices covering 0..L-1, in order), their number
+    `k`, and the optimal loss for k = 1..k_max when k was chosen from it (None otherwise)."""
 
-    `k` is a number, or "auto" to choose it by the largest relative drop of the loss (up to `k_max`);
-    after a call, `chosen_k` and `loss_curve` record what was used.
-    """
+    segments: list[list[int]]
+    loss_curve: list[float] | None = None
+
+    @property
+    def k(self) -> int:
+        return len(self.segments)
+
+
+class Segmenter(ABC):
+    """Segmenter contract: `check(num_units)` fails fast on impossible settings; `segmenter(similarity, num_units)`
+    returns a Segmentation. `needs_similarity = False` lets the job skip the CKA stage (similarity is then None);
+    `k` is what was requested (a number or "auto"); `min_segments` bounds a keep target from below."""
+
+    needs_similarity: bool = True
+    k: int | str
+
+    @property
+    @abstractmethod
+    def min_segments(self) -> int:
+        """Fewest segments this segmenter can produce (for checking a keep target up front)."""
+
+    @abstractmethod
+    def check(self, num_units: int) -> None:
+        """InvalidArgument if the settings cannot segment `num_units` units."""
+
+    @abstractmethod
+    def __call__(self, similarity: torch.Tensor | None, num_units: int) -> Segmentation:
+        """Segments of `num_units` units, from their (L, L) similarity when `needs_similarity`."""
+
+
+def check_k(k, num_units: int, auto: bool) -> None:
+    if auto and k == "auto":
+        return
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_units:
+        raise InvalidArgument(
+            f"segmenter.k={k!r} is invalid for a model with {num_units} prunable units: "
+            f"use 1 <= k <= {num_units}" + (", or k=auto" if auto else "")
+        )
+
+
+@dataclass
+class FisherSegmenter(Segmenter):
+    """Fisher optimal segmentation of the units' CKA representations into `k` segments, or k="auto": the k with the
+    largest relative drop of the optimal loss (up to `k_max`; the loss curve is returned with the segments)."""
 
     k: int | str = 3
     representation: str = "row_sum"
     k_max: int = 10
-    chosen_k: int | None = None
-    loss_curve: list[float] | None = None
     needs_similarity = True
+
+    def __post_init__(self) -> None:
+        if self.representation not in REPRESENTATIONS:
+            raise InvalidArgument(f"segmenter.representation={self.representation!r}: choose one of {REPRESENTATIONS}")
+        if self.k == "auto" and (isinstance(self.k_max, bool) or not isinstance(self.k_max, int) or self.k_max < 1):
+            raise InvalidArgument(f"segmenter.k_max={self.k_max!r} must be an integer >= 1")
+        if self.k != "auto":
+            check_k(self.k, 10**9, auto=True)
 
     @property
     def min_segments(self) -> int:
-        """Fewest segments this segmenter can produce (for checking a keep target up front)."""
         return 1 if self.k == "auto" else int(self.k)
 
     def check(self, num_units: int) -> None:
-        if self.k == "auto":
-            if self.k_max < 1:
-                raise InvalidArgument(f"segmenter.k_max={self.k_max} must be at least 1")
-        elif not isinstance(self.k, int) or not 1 <= self.k <= num_units:
-            raise InvalidArgument(
-                f"segmenter.k={self.k!r} is invalid for a model with {num_units} prunable units: "
-                f"use 1 <= k <= {num_units}, or k=auto"
-            )
-        if self.representation not in REPRESENTATIONS:
-            raise InvalidArgument(f"segmenter.representation={self.representation!r}: choose one of {REPRESENTATIONS}")
+        check_k(self.k, num_units, auto=True)
 
-    def __call__(self, similarity: torch.Tensor) -> list[list[int]]:
+    def __call__(self, similarity: torch.Tensor | None, num_units: int | None = None) -> Segmentation:
+        if similarity is None:
+            raise InvalidArgument("FisherSegmenter segments a similarity matrix: the strategy gave none")
         self.check(similarity.shape[0])
         if self.k == "auto":
-            self.chosen_k, self.loss_curve = choose_k(similarity, self.k_max, self.representation)
-        else:
-            self.chosen_k, self.loss_curve = int(self.k), None
-        return fisher_segments(similarity, self.chosen_k, self.representation)
+            k, curve = choose_k(similarity, self.k_max, self.representation)
+            return Segmentation(fisher_segments(similarity, k, self.representation), curve)
+        return Segmentation(fisher_segments(similarity, int(self.k), self.representation))
 
 
 def uniform_segments(num_units: int, k: int) -> list[list[int]]:
@@ -172,29 +212,23 @@ def uniform_segments(num_units: int, k: int) -> list[list[int]]:
 
 
 @dataclass
-class UniformSegmenter:
+class UniformSegmenter(Segmenter):
     """Ablation (SGLP Table 6): k equal-size segments, ignoring the similarity matrix.
-    k = 1 is "no segmentation" (one segment = the whole network)."""
+    k = 1 is "no segmentation" (one segment = the whole network: `segmenter=whole`)."""
 
     k: int = 3
-    chosen_k: int | None = None
-    loss_curve: list[float] | None = None
-    needs_similarity = False  # the pipeline skips the CKA stage and passes the number of units
+    needs_similarity = False  # the job skips the CKA stage
+
+    def __post_init__(self) -> None:
+        check_k(self.k, 10**9, auto=False)
 
     @property
     def min_segments(self) -> int:
         return self.k
 
     def check(self, num_units: int) -> None:
-        if not isinstance(self.k, int) or not 1 <= self.k <= num_units:
-            raise InvalidArgument(
-                f"segmenter.k={self.k!r} is invalid for a model with {num_units} prunable units: "
-                f"use 1 <= k <= {num_units}"
-            )
+        check_k(self.k, num_units, auto=False)
 
-    def __call__(self, similarity: torch.Tensor | int) -> list[list[int]]:
-        """Segments of the units of `similarity` (L, L), or of `similarity` units when given a number."""
-        num_units = similarity if isinstance(similarity, int) else similarity.shape[0]
+    def __call__(self, similarity: torch.Tensor | None, num_units: int) -> Segmentation:
         self.check(num_units)
-        self.chosen_k = self.k
-        return uniform_segments(num_units, self.k)
+        return Segmentation(uniform_segments(num_units, self.k))

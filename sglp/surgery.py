@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from sglp.errors import InvalidArgument
-from sglp.units import bypass_of, check_indices, prunable_units, set_submodule
+from sglp.units import TidiesAfterRemoval, bypass_of, check_indices, prunable_units, set_submodule
 
 RemoveFn = Callable[[nn.Module, Sequence[int]], nn.Module]
 _REMOVERS: list[tuple[type, RemoveFn]] = []
@@ -50,7 +50,7 @@ def remove_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
         if parent_name and isinstance(parent, nn.Sequential):
             kept = OrderedDict((n, m) for n, m in parent.named_children() if not isinstance(m, nn.Identity))
             set_submodule(pruned, parent_name, nn.Sequential(kept))  # children keep their names
-    if hasattr(pruned, "after_removal"):  # optional adapter hook: tidy the structure after removal
+    if isinstance(pruned, TidiesAfterRemoval):  # optional hook: tidy the structure after removal
         pruned.after_removal()
     pruned.pruned_from_units = {"units_total": len(units), "removed": removed}
     return pruned

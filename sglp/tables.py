@@ -7,15 +7,18 @@ A table is a folder under `experiments/` with two files:
   empty `method` marks a method we do not implement; the remaining columns are the paper's numbers.
 - `table.yaml`: `title`, `source`, `experiments` (the configs/experiment names that fill it), `match`
   (the match columns), `columns` (each `{name, row, paper}`: a heading, the row column or an arithmetic
-  expression over row columns, the paper.csv column), optional `extra` (our columns only) and `plot`.
+  expression over row columns, the paper.csv column), optional `extra` (our columns only) and `plot`; `runs` and
+  `cpu_runs`: the `python run.py -m` override lists that make the rows (`make table-<folder>[-cpu]`).
 
 Rows of several seeds are averaged (mean ± std). Nothing here is typed in: our side comes from the rows.
 """
 
 from __future__ import annotations
 
+import ast
 import csv
 import math
+import operator
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +39,7 @@ class Column:
     digits: int = 2
     diff: bool = True  # show ours - paper
     dense: str | None = None  # the unpruned model's value, for the paper's "(dense)" line
+    optional: bool = False  # some runs of the table do not produce it (shown as "–" there)
 
 
 @dataclass
@@ -48,6 +52,23 @@ class TableSpec:
     source: str = ""
     notes: str = ""
     plot: dict[str, Any] | None = None
+    runs: list[str] = field(default_factory=list)  # `make table-<folder>`: one `run.py -m <overrides>` each
+    cpu_runs: list[str] = field(default_factory=list)  # `make table-<folder>-cpu`: the CPU stand-in's
+    cpu_needs: list[str] = field(default_factory=list)  # make targets the stand-in needs first (e.g. data-llm)
+
+    def all_columns(self) -> list[Column]:
+        return [*self.columns, *self.extra]
+
+
+def table_folder(name: str, experiments: str | Path = "experiments") -> Path:
+    """The experiments/ folder of a table from its folder name (`sglp_table1`) or its short name (`table1`,
+    `layerprune-table2`, `fig2a`)."""
+    experiments = Path(experiments)
+    for candidate in (name, name.replace("-", "_"), "sglp_" + name.replace("-", "_")):
+        if (experiments / candidate / "paper.csv").exists():
+            return experiments / candidate
+    known = sorted(p.name for p in experiments.iterdir() if (p / "paper.csv").exists())
+    raise FileNotFoundError(f"no table {name!r} under {experiments}/: choose one of {', '.join(known)}")
 
 
 def load_spec(folder: str | Path) -> tuple[TableSpec, list[dict[str, str]]]:
@@ -65,6 +86,9 @@ def load_spec(folder: str | Path) -> tuple[TableSpec, list[dict[str, str]]]:
         source=raw.get("source", ""),
         notes=raw.get("notes", ""),
         plot=raw.get("plot"),
+        runs=list(raw.get("runs") or []),
+        cpu_runs=list(raw.get("cpu_runs") or []),
+        cpu_needs=list(raw.get("cpu_needs") or []),
     )
     return spec, read_csv(folder / "paper.csv")
 
@@ -84,11 +108,22 @@ LABEL_ALIASES = {
 }
 
 
+def current_label(label: str) -> str:
+    """A row's method label as it reads today: LABEL_ALIASES, and the strategy's old name `sglp` in unlabelled rows
+    (`sglp/none/l1` -> `one-shot/l1`, `sglp/fisher/gradnorm` -> `segmented/fisher/gradnorm`)."""
+    label = LABEL_ALIASES.get(label, label)
+    if label.startswith("sglp/none/"):
+        return "one-shot/" + label.removeprefix("sglp/none/")
+    if label.startswith("sglp/"):
+        return "segmented/" + label.removeprefix("sglp/")
+    return label
+
+
 def read_rows(paths: Iterable[str | Path]) -> list[dict[str, str]]:
-    """Result rows of several CSV files (missing files give none), old method labels renamed (LABEL_ALIASES)."""
+    """Result rows of several CSV files (missing files give none), old method labels renamed (current_label)."""
     rows = [r for p in paths for r in read_csv(p)]
     for r in rows:
-        r["method"] = LABEL_ALIASES.get(r.get("method", ""), r.get("method", ""))
+        r["method"] = current_label(r.get("method", ""))
     return rows
 
 
@@ -106,18 +141,72 @@ def as_number(v: Any) -> float | None:
 DERIVED = {"units_removed": "units_total - units_kept"}
 
 
+class ColumnError(ValueError):
+    """A table column names a row column that no row has, or is not an arithmetic expression."""
+
+
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+              ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos}  # fmt: skip
+
+
+def parse_expression(expr: str) -> ast.expr:
+    """The AST of a column expression: numbers, row column names, + - * / ** and parentheses only."""
+    expr = DERIVED.get(expr, expr)
+    try:
+        tree = ast.parse(expr, mode="eval").body
+    except SyntaxError as e:
+        raise ColumnError(f"column {expr!r} is not an arithmetic expression over row columns ({e.msg})") from None
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Name, ast.Constant, ast.Load, *_OPERATORS)):
+            raise ColumnError(f"column {expr!r}: only numbers, row columns and + - * / ** are allowed")
+    return tree
+
+
+def expression_names(expr: str) -> set[str]:
+    """The row columns a column expression reads."""
+    return {n.id for n in ast.walk(parse_expression(expr)) if isinstance(n, ast.Name)}
+
+
 def row_value(row: Mapping[str, Any], expr: str) -> float | None:
-    """A row column, or an arithmetic expression over the row's numeric columns (e.g. 'a / b * c')."""
-    expr = DERIVED.get(expr, expr) if expr not in row else expr
+    """A row column, or an arithmetic expression over the row's numeric columns (e.g. 'a / b * 100'); None when a
+    column it reads is missing, empty or not a number in this row, or on division by zero. A name that no row of
+    the table has is a typo: check_columns (run by build_lines) fails on it."""
     if expr in row:
         return as_number(row[expr])
-    names = {k: as_number(v) for k, v in row.items() if k.isidentifier()}
-    if any(v is None for k, v in names.items() if k in expr):
-        return None
-    try:
-        return float(eval(expr, {"__builtins__": {}}, {k: v for k, v in names.items() if v is not None}))
-    except (NameError, ZeroDivisionError, SyntaxError, TypeError):
-        return None
+
+    def value(node: ast.expr) -> float | None:
+        if isinstance(node, ast.Constant):
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            return as_number(row.get(node.id))
+        if isinstance(node, ast.UnaryOp):
+            v = value(node.operand)
+            return None if v is None else _OPERATORS[type(node.op)](v)
+        a, b = value(node.left), value(node.right)
+        if a is None or b is None:
+            return None
+        try:
+            return float(_OPERATORS[type(node.op)](a, b))
+        except ZeroDivisionError:
+            return None
+
+    return value(parse_expression(expr))
+
+
+def check_columns(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> None:
+    """ColumnError naming every column expression that reads a name no row has (a typo fails loudly instead of
+    rendering as "–"). Columns marked `optional` (e.g. hub tasks a CPU stand-in does not run) are exempt."""
+    known = {k for r in rows for k in r}
+    problems = []
+    for c in spec.all_columns():
+        if c.optional:
+            continue
+        for expr in filter(None, (c.row, c.dense)):
+            missing = sorted(expression_names(expr) - known)
+            if missing:
+                problems.append(f"{c.name!r} ({expr}) reads {', '.join(missing)}")
+    if problems:
+        raise ColumnError("table columns name row columns that no row has: " + "; ".join(problems))
 
 
 def same(a: Any, b: Any) -> bool:
@@ -187,6 +276,8 @@ class TableLine:
 
 def build_lines(spec: TableSpec, paper: list[dict[str, str]], rows: list[Mapping[str, Any]], stand_in: bool):
     """Pair every paper row with our runs; our runs that reproduce no paper row follow, under their method."""
+    if rows:
+        check_columns(spec, rows)
     lines, used = [], set()
     for p in paper:
         implemented = "method" not in spec.match or bool(p.get("method", "").strip())

@@ -14,10 +14,25 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from sglp import validation
 from sglp.data.batches import ImageSplits
 from sglp.device import is_main, model_device, model_input, rank, shard, world_size
 from sglp.errors import CheckpointError, InvalidArgument
 from sglp.modes import channels_last, eval_mode
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+SCHEDULES = ("cosine", "multistep", "constant")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (call before anything draws: model construction included)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 @dataclass
@@ -39,6 +54,24 @@ class SGDConfig:
     channels_last: bool = True
     amp: str | None = None  # mixed precision: "bf16" | "fp16" (fp16 with loss scaling, CUDA only) | None
 
+    def __post_init__(self) -> None:
+        validation.integer("epochs", self.epochs, minimum=0)
+        validation.integer("batch_size", self.batch_size)
+        validation.number("lr", self.lr, strict=True)
+        validation.number("momentum", self.momentum, maximum=1.0)
+        validation.number("weight_decay", self.weight_decay)
+        validation.one_of("schedule", self.schedule, SCHEDULES)
+        validation.number("warmup_epochs", self.warmup_epochs)
+        validation.number("label_smoothing", self.label_smoothing, maximum=1.0)
+        validation.integer("max_steps_per_epoch", self.max_steps_per_epoch, allow_none=True)
+        validation.one_of("amp", self.amp, [*AMP_DTYPES, None])
+        if self.schedule == "multistep":
+            for m in self.milestones:
+                validation.number("milestones entry", m, maximum=1.0)
+
+    # Messages name bare fields (`lr=-1 ...`): run.py prefixes the config node that built this (finetune,
+    # pretrain, strategy.retrain).
+
     def lr_at(self, step: int, total: int) -> float:
         """Learning rate at optimiser step `step` of `total` (linear warm-up, then the schedule)."""
         warm = int(self.warmup_epochs / max(self.epochs, 1) * total)
@@ -52,9 +85,6 @@ class SGDConfig:
         if self.schedule == "constant":
             return self.lr
         raise ValueError(f"unknown schedule {self.schedule!r}: use cosine, multistep or constant")
-
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def to_memory_format(model: nn.Module, channels_last: bool) -> nn.Module:

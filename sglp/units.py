@@ -18,10 +18,56 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Protocol, runtime_checkable
 
+import torch
 from torch import nn
 
 from sglp.errors import InvalidArgument, UnsupportedModelError
+
+
+@runtime_checkable
+class PrunableModel(Protocol):
+    """A model that lists its own units (else an adapter registered by type does). The one place the optional model
+    hooks are written down; each is used only when present:
+
+    - `prunable_units()` -> [(qualified name, unit module), ...] in forward order (required, or an adapter);
+    - `features_before(i, x)` / `forward_from(i, h)`: the forward split at unit i, so that the part before a
+      segment runs once per segment in the search (SplitForward; `forward_from(i, features_before(i, x)) ==
+      model(x)`, tests/test_contracts.py);
+    - `after_removal()`: tidy the structure after surgery (e.g. VGG's classifier input).
+
+    Unit modules carry `bypass()` (what replaces the removed unit) and, for layer fusion's alignment,
+    `hidden_features()` / `permute_hidden(perm)` (FusableUnit).
+    """
+
+    def prunable_units(self) -> list[tuple[str, nn.Module]]: ...
+
+
+@runtime_checkable
+class SplitForward(Protocol):
+    """A model whose forward pass can be split at a unit (optional hook of PrunableModel)."""
+
+    def features_before(self, unit: int, x: torch.Tensor) -> torch.Tensor: ...
+
+    def forward_from(self, unit: int, h: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class TidiesAfterRemoval(Protocol):
+    """A model that fixes its own structure after units are removed (optional hook of PrunableModel)."""
+
+    def after_removal(self) -> None: ...
+
+
+@runtime_checkable
+class FusableUnit(Protocol):
+    """A unit whose hidden channels can be matched and permuted (layer fusion's `align=true`)."""
+
+    def hidden_features(self) -> torch.Tensor: ...
+
+    def permute_hidden(self, perm: torch.Tensor) -> None: ...
+
 
 UnitsFn = Callable[[nn.Module], list[tuple[str, nn.Module]]]
 BypassFn = Callable[[nn.Module], nn.Module]
@@ -48,7 +94,7 @@ def _load_builtin_adapters(module: nn.Module | None = None) -> None:
 
 def prunable_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Ordered (qualified name, module) pairs of the model's prunable units."""
-    if hasattr(model, "prunable_units"):
+    if isinstance(model, PrunableModel):
         return list(model.prunable_units())
     _load_builtin_adapters(model)
     for model_type, fn in _UNITS:

@@ -2,11 +2,13 @@
 
 import functools
 import itertools
-import subprocess
+import shlex
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from torch import nn
+
+from sglp.tables import load_spec, table_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -25,17 +27,17 @@ def sweep_params(experiment: str) -> dict[str, list[str]]:
     return {k: str(v).split(",") for k, v in params.items()}
 
 
-def make_run_lines(target: str) -> list[list[str]]:
-    """The run.py override lists of a make target (`make -n`), ARGS empty."""
-    res = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True)
-    return [ln.split("run.py -m", 1)[1].split() for ln in res.stdout.splitlines() if "run.py -m" in ln]
+def table_runs(table: str, cpu: bool = False) -> list[list[str]]:
+    """The run.py override lists of a table (its table.yaml `runs`, or `cpu_runs`)."""
+    spec, _ = load_spec(table_folder(table, ROOT / "experiments"))
+    return [shlex.split(run) for run in (spec.cpu_runs if cpu else spec.runs)]
 
 
 @functools.cache
-def target_jobs(target: str) -> list[tuple[str, tuple[str, ...]]]:
-    """Every job a make target launches: (experiment, overrides), the sweep's grid times each line's overrides."""
+def target_jobs(table: str, cpu: bool = False) -> list[tuple[str, tuple[str, ...]]]:
+    """Every job `make table-<table>` launches: (experiment, overrides), each run's sweep grid times its overrides."""
     jobs = []
-    for overrides in make_run_lines(target):
+    for overrides in table_runs(table, cpu):
         experiment = next(o.split("=", 1)[1] for o in overrides if o.startswith("experiment="))
         cli = dict(o.split("=", 1) for o in overrides)
         params = {**sweep_params(experiment), **{k: v.split(",") for k, v in cli.items() if k != "experiment"}}

@@ -1,4 +1,5 @@
-"""Every option of every config group composes and instantiates (a new yaml is tested automatically)."""
+"""Every option of every config group composes and instantiates (a new yaml is tested automatically; the contracts
+of scorers, segmenters, strategies, models and kinds: tests/test_contracts.py)."""
 
 from pathlib import Path
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from sglp.units import prunable_units
 
@@ -39,7 +41,9 @@ def test_option_composes_and_instantiates(group, option):
     if group == "model" and node.get("kind") == "causal_lm":  # LLMs: built (tiny) or loaded, see test_llm_*
         assert node.path and node.dtype
         if "build" in node:
-            assert len(prunable_units(instantiate(node.build, vocab_size=64))) >= 2
+            assert (
+                len(prunable_units(instantiate(node.build)(vocab_size=64))) >= 2
+            )  # a partial: vocab from the tokenizer
         return
     if group == "tasks":  # task name -> metric, fixed per task
         assert node and all(v in ("acc", "acc_norm") for v in node.values())
@@ -78,3 +82,18 @@ def test_dataset_option_composes_with_the_keys_the_pipeline_needs(option):
     assert cfg.dataset.splits._target_.startswith("sglp.data.")
     # the model config picks up the dataset's shape
     assert cfg.model.net.num_classes == cfg.dataset.num_classes and cfg.model.net.in_channels == cfg.dataset.channels
+
+
+def test_model_tiny_llama_alone_is_the_llm_demo_as_it_was_spelled_out():
+    """`python run.py model=tiny_llama` composes exactly what `make demo-llm` spelled out before the model yaml
+    brought its kind's defaults (the LLM kind, KJV, token CKA, perplexity, LoRA, the local task, the demo sizes)."""
+    spelled_out = [
+        "model=tiny_llama", "kind=causal_lm", "dataset=kjv", "similarity=linear_cka_tokens", "scorer=perplexity",
+        "finetune=lora", "tasks=local", "search.keep=9", "segmenter.k=3", "calibration.batch_size=8",
+        "calibration.num_batches=4", "finetune.steps=200", "finetune.lr=1e-3", "eval_batch_size=16",
+        "latency.batch_sizes=[1,8]", "pretrain=tiny_llama",
+    ]  # fmt: skip
+    as_dict = lambda cfg: OmegaConf.to_container(cfg, resolve=True)  # noqa: E731
+    assert as_dict(compose_with("model=tiny_llama", "paths.root=/tmp/sglp-test")) == as_dict(
+        compose_with(*spelled_out, "paths.root=/tmp/sglp-test")
+    )

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import CONFIGS, compose_with, sweep_params, target_jobs
+from helpers import CONFIGS, compose_with, sweep_params, table_runs, target_jobs
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sglp.tables import DENSE, load_spec
+from sglp.tables import DENSE, load_spec, table_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(  # the paper tables and figures (the other experiment yamls only name runs)
@@ -23,7 +23,6 @@ EXPERIMENTS = sorted(  # the paper tables and figures (the other experiment yaml
 )
 METHODS = sorted(p.stem for p in (CONFIGS / "method").glob("*.yaml"))
 TABLES = sorted(p.parent.name for p in (ROOT / "experiments").glob("*/table.yaml"))
-MAKEFILE = (ROOT / "Makefile").read_text()
 
 
 @functools.cache
@@ -92,22 +91,37 @@ def test_table_data_agrees_with_the_configs(table):
         method = row.get("method", "")
         assert not method or method in known, f"{method!r} is no method label"
         if method and method != DENSE and "method" in spec.match:
-            # the method is swept by its experiment (or by a further line of its make target)
+            # the method is swept by its experiment (or by a further run of its table)
             swept = sweep_params(row["experiment"]).get("method", [])
-            target_lines = re.findall(rf"experiment={row['experiment']} method=(\S+)", MAKEFILE)
-            methods = swept + [m for line in target_lines for m in line.split(",")]
+            runs = [dict(o.split("=", 1) for o in run) for run in table_runs(table)]
+            extra = [r["method"] for r in runs if r.get("experiment") == row["experiment"] and "method" in r]
+            methods = swept + [m for line in extra for m in line.split(",")]
             assert any(labels()[m] == method for m in methods)
 
 
-GPU_TARGETS = sorted(set(re.findall(r"^((?:layerprune-)?(?:table\d|fig2[ab])):", MAKEFILE, re.M)) - {"table8"})
+# `make <short name>` = `make table-<folder>`: sglp_table1 -> table1, layerprune_table2 -> layerprune-table2
+GPU_TARGETS = [t.removeprefix("sglp_").replace("_", "-") for t in TABLES]
 
 
-def test_every_table_and_its_cpu_stand_in_has_a_make_target():
-    for table in TABLES:
-        target = table.removeprefix("sglp_").replace("_", "-")
-        assert re.search(rf"^{target}:", MAKEFILE, re.M) and re.search(rf"^{target}-cpu:", MAKEFILE, re.M)
-    for experiment in re.findall(r"experiment=(\w+)", MAKEFILE):
-        assert experiment in EXPERIMENTS
+@pytest.mark.parametrize("table", TABLES)
+def test_every_table_runs_its_experiments_on_gpus_and_as_a_cpu_stand_in(table):
+    """A table's runs (table.yaml) launch only experiments that exist, cover every experiment it renders, and its
+    CPU stand-in runs the `_cpu` twin of each (the stand-in table reads <experiment>_cpu rows)."""
+    spec, _ = load_spec(ROOT / "experiments" / table)
+    for cpu, suffix in ((False, ""), (True, "_cpu")):
+        launched = {dict(o.split("=", 1) for o in run)["experiment"] for run in table_runs(table, cpu)}
+        assert launched and launched <= set(EXPERIMENTS)
+        assert {e + suffix for e in spec.experiments} & launched, "the runs fill the table"
+
+
+@pytest.mark.parametrize("target", ["table1", "table1-cpu", "layerprune-table2-cpu", "table-sglp_fig2a"])
+def test_make_table_targets_are_pattern_rules_over_the_table_folders(target):
+    """`make <short name>` and `make table-<folder>[-cpu]` run scripts/run_table.py on the folder's table.yaml."""
+    res = subprocess.run(["make", "-n", target, "ARGS=dry_run=true"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    folder = table_folder(target.removeprefix("table-").removesuffix("-cpu"), ROOT / "experiments").name
+    cpu = " --cpu" if target.endswith("-cpu") else ""
+    assert f"scripts/run_table.py {folder}{cpu} dry_run=true" in res.stdout
 
 
 @pytest.mark.parametrize("target", GPU_TARGETS)

@@ -48,7 +48,7 @@ def test_tiny_llm_pretrain_then_prune_end_to_end(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     row = json.loads((tmp_path / "run" / "row.json").read_text())
     assert row["units_total"] == 6 and row["units_kept"] == 3 and len(row["removed"]) == 3
-    assert row["method"] == "sglp/fisher/perplexity" and row["scorer"] == "PerplexityScorer"
+    assert row["method"] == "segmented/fisher/perplexity" and row["scorer"] == "PerplexityScorer"
     for key in ("ppl_dense", "ppl_pruned_before_ft", "ppl_pruned", "sglp_continuation_dense", "avg_acc_pruned",
                 "tokens_per_s_dense_bs1", "tokens_per_s_pruned_bs1"):  # fmt: skip
         assert row[key] is not None and row[key] == row[key], key
@@ -56,3 +56,12 @@ def test_tiny_llm_pretrain_then_prune_end_to_end(tmp_path):
     saved = tmp_path / "run" / "pruned_model"
     config = json.loads((saved / "config.json").read_text())
     assert config["num_hidden_layers"] == 3 and (saved / "tokenizer.json").exists()
+
+    # finetune=none: no recovery, for an LLM as for a vision model (the pruned numbers are those before LoRA)
+    res = run(tmp_path, *model, "segmenter.k=2", "search.keep=3", "scorer.batch_size=4", "scorer.num_batches=1",
+              "calibration.batch_size=4", "calibration.num_batches=1", "finetune=none", "eval_batch_size=4",
+              "eval_max_batches=2", "latency.batch_sizes=[1]", "latency.min_run_time=0.05", "save_pruned_model=false",
+              f"hydra.run.dir={tmp_path}/no_ft")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    row = json.loads((tmp_path / "no_ft" / "row.json").read_text())
+    assert row["lora_steps"] == 0 and row["ppl_pruned"] == row["ppl_pruned_before_ft"]

@@ -38,7 +38,7 @@ def target_of(table: str) -> str:
 
 def job_config(table: str, experiment: str, method: str, units_kept: int):
     """The config of the target's job that runs `method` at `units_kept` on `experiment` (None if there is none)."""
-    for exp, overrides in target_jobs(target_of(table)):
+    for exp, overrides in target_jobs(table):
         if exp != experiment:
             continue
         cfg = compose_with(f"experiment={exp}", *overrides)

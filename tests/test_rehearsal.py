@@ -13,6 +13,7 @@ from helpers import ROOT
 from test_experiments import GPU_TARGETS
 
 from sglp.rehearsal import synthetic_splits, tiny_width
+from sglp.tables import table_folder
 
 # One vision table and Table 4 in the default suite (about 2 min together); the slow suite rehearses them all.
 REHEARSE_DEFAULT = {"fig2b", "table4"}
@@ -53,7 +54,7 @@ def test_gpu_table_rehearses_on_this_cpu(tmp_path, target):
     assert all(r.get("pruned_acc") or r.get("ppl_pruned") for r in rows), "every stage up to the row ran"
     after = subprocess.run(["git", "status", "--porcelain", "results"], cwd=ROOT, capture_output=True, text=True)
     assert after.stdout == before.stdout, "a rehearsal writes nothing under results/"
-    table = f"experiments/{'' if target.startswith('layerprune') else 'sglp_'}{target.replace('-', '_')}"
+    table = str(table_folder(target, ROOT / "experiments").relative_to(ROOT))
     out = tmp_path / "tables" / target
     cmd = [sys.executable, "scripts/make_table.py", table, "--rehearsal", "--rows", f"{tmp_path}/rehearsal/rows",
            "--out", str(out)]  # fmt: skip

@@ -139,12 +139,22 @@ def test_end_to_end_row_table_model_and_wandb(tmp_path, tiny_checkpoint):
         ("search.keep=12", "search.keep=12 is impossible"),
         ("search.keep=0", "search.keep=0 is impossible"),
         ("search.keep=1", "lower segmenter.k"),
+        # options each component checks when it is built, before any data or model is loaded
+        ("finetune.lr=-1", "finetune.lr=-1 must be a number > 0"),
+        ("finetune.schedule=bogus", "finetune.schedule='bogus': choose one of cosine, multistep, constant"),
+        ("finetune.epochs=-1", "finetune.epochs=-1 must be an integer >= 0"),
+        ("eval_batch_size=0", "eval_batch_size=0 must be an integer >= 1"),
+        ("scorer.batch_size=0", "scorer.batch_size=0 must be an integer >= 1"),
+        ("latency.batch_sizes=[0]", "latency.batch_sizes entry=0 must be an integer >= 1"),
+        ("finetune=lora", "finetune is a LoRAConfig, which ClassificationTask cannot run"),
     ],
 )
 def test_bad_settings_end_in_one_clear_message(tmp_path, tiny_checkpoint, override, message):
-    res = run(tmp_path, *TINY, f"checkpoint={tiny_checkpoint}", "logger=none", override)
+    res = run(tmp_path, *[o for o in TINY if not o.startswith(override.split("=")[0])], f"checkpoint={tiny_checkpoint}",
+              "logger=none", override)  # fmt: skip
     assert res.returncode == 2
     assert message in res.stderr and "Traceback" not in res.stderr
+    assert res.stderr.count("sglp: error:") == 1
 
 
 def test_missing_and_corrupt_checkpoint(tmp_path):
@@ -306,7 +316,7 @@ def test_every_scorer_without_a_method_runs_end_to_end(tmp_path, tiny_checkpoint
     )
     assert res.returncode == 0, res.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
-    assert [r["method"] for r in rows] == [f"sglp/fisher/{s}" for s in scorers]
+    assert [r["method"] for r in rows] == [f"segmented/fisher/{s}" for s in scorers]
     for r in rows:
         assert r["units_kept"] == "5" and float(r["params_pruned"]) < float(r["params_dense"])
 
@@ -314,14 +324,16 @@ def test_every_scorer_without_a_method_runs_end_to_end(tmp_path, tiny_checkpoint
 def test_skip_existing_skips_a_run_already_in_the_table(tmp_path, tiny_checkpoint):
     tiny = [o for o in TINY if not o.startswith("scorer.")]  # magnitude criteria read no batches
     args = [*tiny, f"checkpoint={tiny_checkpoint}", "logger=none", "save_pruned_model=false", "skip_existing=true"]
-    first = run(tmp_path, *args, "segmenter=none", "scorer=l2")
+    first = run(tmp_path, *args, "strategy=one_shot", "scorer=l2")
     assert first.returncode == 0, first.stderr[-3000:]
-    again = run(tmp_path, *args, "segmenter=none", "scorer=l2", "progress=true")  # display settings do not count
+    again_dir = tmp_path / "again"
+    again = run(tmp_path, *args, "strategy=one_shot", "scorer=l2", "progress=true",  # display settings do not count
+                f"hydra.run.dir={again_dir}")  # fmt: skip
     assert again.returncode == 0 and "skipped" in again.stdout
-    first_row = json.loads((tmp_path / "run" / "row.json").read_text())  # the skipped job's folder holds its row
-    assert first_row["config_key"] == list(csv.DictReader(open(tmp_path / "runs.csv")))[0]["config_key"]
-    other = run(tmp_path, *args, "segmenter=none", "scorer=l1")
+    skipped_row = json.loads((again_dir / "row.json").read_text())  # the skipped job's own folder holds the row
+    assert skipped_row["config_key"] == list(csv.DictReader(open(tmp_path / "runs.csv")))[0]["config_key"]
+    other = run(tmp_path, *args, "strategy=one_shot", "scorer=l1")
     assert other.returncode == 0 and "skipped" not in other.stdout
     rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
-    assert [r["method"] for r in rows] == ["sglp/none/l2", "sglp/none/l1"]
+    assert [r["method"] for r in rows] == ["one-shot/l2", "one-shot/l1"]
     assert rows[0]["config_key"] != rows[1]["config_key"]

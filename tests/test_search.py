@@ -9,11 +9,12 @@ import torch
 from sglp.criteria.random import RandomUnits
 from sglp.errors import InvalidArgument
 from sglp.models.resnet_cifar import resnet20
+from sglp.scorers.base import Scorer
 from sglp.search import SegmentSearch, allocate_keep, target_keep
 from sglp.units import prunable_units
 
 
-class RecordingScorer:
+class RecordingScorer(Scorer):
     """Scores a candidate by a fixed weight per removed unit, recording what it saw."""
 
     maximize = True
@@ -21,7 +22,7 @@ class RecordingScorer:
     def __init__(self, weights):
         self.weights, self.seen = weights, []
 
-    def prepare(self, calibration):
+    def prepare(self, calibration, model=None):
         pass
 
     def __call__(self, model, removed, segment=None, kept=None):

@@ -108,16 +108,16 @@ PLANTS = [[9, 9], [5, 12, 10], [6, 6, 7, 8], [4, 6, 5, 7, 5], [3, 5, 4, 6, 4, 5]
 def test_auto_k_recovers_planted_blocks(sizes):
     for seed in range(3):
         seg = FisherSegmenter(k="auto", representation="row", k_max=10)
-        segments = seg(planted(sizes, seed))
-        assert seg.chosen_k == len(sizes)
-        assert [len(s) for s in segments] == sizes
-        assert len(seg.loss_curve) == min(10, sum(sizes) // 2)
+        result = seg(planted(sizes, seed))
+        assert result.k == len(sizes)
+        assert [len(s) for s in result.segments] == sizes
+        assert len(result.loss_curve) == min(10, sum(sizes) // 2)
 
 
 @pytest.mark.parametrize("sizes", PLANTS[:2])
 def test_auto_k_with_row_sums_when_blocks_differ_in_row_sum(sizes):
     seg = FisherSegmenter(k="auto", representation="row_sum", k_max=10)
-    assert [len(s) for s in seg(planted(sizes, 0))] == sizes
+    assert [len(s) for s in seg(planted(sizes, 0)).segments] == sizes
 
 
 def test_row_sum_scalar_merges_blocks_that_rows_separate():
@@ -144,6 +144,6 @@ def test_largest_relative_drop_of_textbook_curves():
 def test_uniform_segments(n, k, sizes):
     from sglp.segmentation import UniformSegmenter
 
-    segs = UniformSegmenter(k)(torch.zeros(n, n))
+    segs = UniformSegmenter(k)(None, n).segments
     assert [len(s) for s in segs] == sizes
     assert [u for s in segs for u in s] == list(range(n))

@@ -85,6 +85,22 @@ def test_row_value_reads_columns_expressions_and_derived_quantities():
     )
 
 
+def test_column_expressions_are_arithmetic_only_and_a_typo_fails_loudly():
+    from sglp.tables import ColumnError, check_columns
+
+    r = row("SGLP", 91.0, 0)
+    assert row_value(r, "-(pruned_acc - 100) ** 2") == pytest.approx(-81.0)  # Python precedence: -(x ** 2)
+    for bad in ("__import__('os').getcwd()", "pruned_acc.real", "[pruned_acc][0]", "pruned_acc if 1 else 0"):
+        with pytest.raises(ColumnError):
+            row_value(r, bad)
+    check_columns(spec(), [r])  # every column it names exists
+    with pytest.raises(ColumnError, match="pruned_acc_typo"):
+        check_columns(spec(columns=[Column("Acc", "pruned_acc_typo * 1", "acc")]), [r])
+    check_columns(spec(columns=[Column("Acc", "pruned_acc_typo", "acc", optional=True)]), [r])  # stated optional
+    with pytest.raises(ColumnError):  # build_lines runs the check: a typo never renders as "–"
+        build_lines(spec(extra=[Column("x", "search_secnods / 2")]), PAPER, [r], stand_in=False)
+
+
 def test_make_table_writes_markdown_csv_and_plot_and_never_an_empty_table(tmp_path):
     folder = tmp_path / "t7"
     folder.mkdir()
@@ -157,8 +173,14 @@ def test_rows_with_old_sglp_labels_are_read_as_what_they_ran(tmp_path):
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["experiment", "method"])
         w.writeheader()
-        w.writerows([{"experiment": "t", "method": "SGLP"}, {"experiment": "t", "method": "Random"}])
-    assert [r["method"] for r in read_rows([path, tmp_path / "missing.csv"])] == ["SGLP (repo defaults)", "Random"]
+        old = ("SGLP", "Random", "sglp/none/l1", "sglp/fisher/taylor")
+        w.writerows([{"experiment": "t", "method": m} for m in old])
+    assert [r["method"] for r in read_rows([path, tmp_path / "missing.csv"])] == [
+        "SGLP (repo defaults)",
+        "Random",
+        "one-shot/l1",
+        "segmented/fisher/taylor",
+    ]  # fmt: skip  (the generic strategy was called `sglp` before it was named `segmented`)
 
 
 def test_a_job_configured_for_a_depth_matches_its_paper_row_even_if_it_kept_fewer():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -10,21 +11,20 @@ from torch import nn
 from sglp.device import model_device
 from sglp.errors import InvalidArgument
 from sglp.modes import channels_last
-from sglp.scorers.base import CalibrationSource
+from sglp.scorers.base import CalibrationSource, Scorer, check_batches
 from sglp.units import prunable_units
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 
 
-class UnitCriterion:
-    """One importance per prunable unit, computed once on the full network by `unit_importance`."""
+class UnitCriterion(Scorer):
+    """One importance per prunable unit, computed once on the full network by `unit_importance` (higher = keep)."""
 
     maximize = True
     needs_grad = False  # computing the importance backpropagates through the model (pre-flight memory estimate)
 
     def __init__(self, num_batches: int = 1, batch_size: int = 64) -> None:
-        if num_batches < 0 or batch_size < 1:
-            raise InvalidArgument(f"scorer.num_batches={num_batches} / batch_size={batch_size} must be >= 0 / >= 1")
+        check_batches(type(self).__name__, num_batches, batch_size, min_batches=0)
         self.num_batches, self.batch_size = num_batches, batch_size
         self.importance: torch.Tensor | None = None  # (L,) float64, set by prepare()
 
@@ -49,9 +49,9 @@ class UnitCriterion:
             raise RuntimeError(f"{type(self).__name__} gave {tuple(importance.shape)} scores for {num_units} units")
         self.importance = importance
 
+    @abstractmethod
     def unit_importance(self, model: nn.Module, batches: Batches) -> torch.Tensor:
         """(L,) importance of each prunable unit of `model` (higher = more important)."""
-        raise NotImplementedError
 
     def __call__(
         self,

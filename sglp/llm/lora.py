@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sglp import validation
 from sglp.device import model_device
 from sglp.errors import InvalidArgument
 
@@ -35,6 +36,20 @@ class LoRAConfig:
     gradient_checkpointing: bool = False
     bf16: bool = False  # autocast in bfloat16 (GPU)
     merge: bool = True  # merge the adapters into the weights afterwards (a plain model of the same class)
+
+    def __post_init__(self) -> None:
+        validation.integer("rank", self.rank)
+        validation.number("alpha", self.alpha, strict=True)
+        validation.number("dropout", self.dropout, maximum=1.0)
+        validation.number("lr", self.lr, strict=True)
+        validation.number("weight_decay", self.weight_decay)
+        validation.integer("warmup_steps", self.warmup_steps, minimum=0)
+        validation.integer("steps", self.steps)
+        validation.integer("batch_size", self.batch_size)
+        validation.integer("grad_accum", self.grad_accum)
+        validation.number("max_grad_norm", self.max_grad_norm, strict=True)
+        if not self.target_modules:
+            raise InvalidArgument("target_modules=[] adapts nothing: list the linear layers to adapt")
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup_steps:

@@ -11,7 +11,7 @@ from torch import nn
 
 from sglp.device import model_device
 from sglp.modes import eval_mode
-from sglp.scorers.base import CalibrationSource
+from sglp.scorers.base import CalibrationSource, Scorer, check_batches
 
 
 def logits_of(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,7 @@ def perplexity(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Ten
     return math.exp(total / count) if count else float("nan")
 
 
-class PerplexityScorer:
+class PerplexityScorer(Scorer):
     """Candidate score = perplexity on `num_batches` calibration batches of `batch_size` sequences (minimised).
     The candidate is the shared model with the removed layers skipped (sglp.units.units_bypassed): no copy."""
 
@@ -49,6 +49,7 @@ class PerplexityScorer:
     needs_grad = False
 
     def __init__(self, num_batches: int = 4, batch_size: int = 8) -> None:
+        check_batches("PerplexityScorer", num_batches, batch_size)
         self.num_batches, self.batch_size = num_batches, batch_size
         self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
 

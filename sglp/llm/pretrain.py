@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from sglp import validation
 from sglp.device import model_device
 from sglp.errors import InvalidArgument
 from sglp.llm.perplexity import perplexity
@@ -38,6 +39,16 @@ class LMTrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 250
     eval_batches: int = 16
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "batch_size", "eval_every", "eval_batches"):
+            validation.integer(f"{key}", getattr(self, key))
+        validation.integer("warmup_steps", self.warmup_steps, minimum=0)
+        validation.number("lr", self.lr, strict=True)
+        validation.number("min_lr", self.min_lr, maximum=self.lr)
+        validation.number("weight_decay", self.weight_decay)
+        validation.number("beta2", self.beta2, maximum=1.0)
+        validation.number("grad_clip", self.grad_clip, strict=True)
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup_steps:

@@ -1,7 +1,9 @@
-"""Base class of scorers that read calibration batches."""
+"""The scorer contract (`Scorer`), the calibration source every job hands it, and the base of candidate scorers
+that read calibration batches."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -10,6 +12,7 @@ from torch import nn
 from sglp.device import model_device
 from sglp.errors import InvalidArgument
 from sglp.modes import channels_last
+from sglp.units import SplitForward
 
 # calibration(batch_size, num_batches) -> (x, y) batches from the held-out calibration split
 CalibrationSource = Callable[[int, int], Iterable[tuple[torch.Tensor, torch.Tensor]]]
@@ -34,13 +37,54 @@ class SplitCalibration:
         return list(self.data.train_per_class(per_class, batch_size, seed=self.seed))
 
 
-class CalibrationScorer:
-    """Holds `num_batches` calibration batches of `batch_size` examples, prepared once."""
+class Scorer(ABC):
+    """What the search asks of a scorer (candidate scorers and per-unit criteria alike).
+
+    `prepare(calibration, model)` runs once before a search on the full backbone; then `scorer(model, removed,
+    segment=, kept=)` -> float for each candidate, where `model` is the candidate itself (the shared backbone with
+    the `removed` units bypassed) and `segment` / `kept` name the segment searched and the units it keeps.
+    `maximize`: whether the highest score wins. A per-unit criterion sets `importance` ((L,), higher = keep) in
+    `prepare`, and the search then keeps each segment's most important units without scoring candidates.
+    `needs_grad`: scoring backpropagates (the pre-flight's memory estimate). `release()` frees caches.
+    """
 
     maximize: bool = True
-    needs_grad: bool = False  # scoring backpropagates through the candidate (pre-flight memory estimate)
+    needs_grad: bool = False
+    importance: torch.Tensor | None = None
+
+    @abstractmethod
+    def prepare(self, calibration: CalibrationSource, model: nn.Module | None = None) -> None:
+        """Fetch calibration batches (and, for a per-unit criterion, compute `importance`)."""
+
+    @abstractmethod
+    def __call__(
+        self,
+        model: nn.Module,
+        removed: tuple[int, ...],
+        segment: Sequence[int] | None = None,
+        kept: Sequence[int] | None = None,
+    ) -> float:
+        """The candidate's score."""
+
+    def release(self) -> None:  # noqa: B027 (optional hook: most scorers cache nothing)
+        """Drop what was cached for a search (called when it ends)."""
+
+
+def check_batches(owner: str, num_batches: int, batch_size: int, min_batches: int = 1) -> None:
+    """InvalidArgument unless num_batches >= min_batches and batch_size >= 1 (integers)."""
+    for name, value, low in (("num_batches", num_batches, min_batches), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidArgument(f"{owner}: scorer.{name}={value!r} must be an integer >= {low}")
+
+
+class CalibrationScorer(Scorer):
+    """A candidate scorer that holds `num_batches` calibration batches of `batch_size` examples, prepared once."""
+
+    maximize: bool = True
+    needs_grad: bool = False
 
     def __init__(self, num_batches: int = 1, batch_size: int = 64, reuse_prefix: bool = True) -> None:
+        check_batches(type(self).__name__, num_batches, batch_size)
         self.num_batches, self.batch_size, self.reuse_prefix = num_batches, batch_size, reuse_prefix
         self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._prefix_key: tuple | None = None
@@ -67,7 +111,7 @@ class CalibrationScorer:
         its outputs are cached (with their graph when `grad`, so gradients still reach the prefix's
         parameters: backward through it must then use `retain_graph=True`).
         """
-        if not (self.reuse_prefix and segment and hasattr(model, "forward_from") and hasattr(model, "features_before")):
+        if not (self.reuse_prefix and segment and isinstance(model, SplitForward)):
             return [model(x) for x, _ in self.batches]
         start = min(segment)
         key = (id(model), start, tuple(u for u in removed if u < start), grad)
@@ -81,12 +125,3 @@ class CalibrationScorer:
     def release(self) -> None:
         """Drop the cached prefix (called when a search ends)."""
         self._prefix_key, self._prefix = None, []
-
-    def __call__(
-        self,
-        model: nn.Module,
-        removed: tuple[int, ...],
-        segment: Sequence[int] | None = None,
-        kept: Sequence[int] | None = None,
-    ) -> float:
-        raise NotImplementedError

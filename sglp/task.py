@@ -1,0 +1,112 @@
+"""The contract between the one pruning job (sglp.pipeline.run_pruning) and a kind of model.
+
+A `Task` knows how to load its model, feed calibration data, measure a model (quality and cost), fine-tune it after
+pruning, pretrain it from scratch and save it. Two kinds exist: image/signal classifiers (sglp.classification:
+SGD, accuracy, MACs, latency) and decoder LLMs (sglp.llm.task: LoRA, perplexity, lm-eval, tokens/s). A model's
+config picks its kind (`configs/kind/`), so `python run.py model=<name>` needs no other override.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from sglp.errors import InvalidArgument
+from sglp.scorers.base import SplitCalibration
+
+
+@dataclass
+class NoFinetuning:
+    """`finetune=none`: the pruned model is measured as it is (for every kind of model)."""
+
+
+class Task(ABC):
+    """One kind of model behind one interface. Construction validates every option (before any data is loaded);
+    data are built on first use.
+
+    `data_factory()` builds the splits (`calib_batches(batch_size, num_batches, seed)`, `test_batches`, ...).
+    """
+
+    recipes: tuple[type, ...] = ()  # fine-tuning configs this kind accepts (NoFinetuning always)
+
+    def __init__(self, data_factory: Callable[..., Any], finetune: Any, progress: bool = True) -> None:
+        if not isinstance(finetune, (*self.recipes, NoFinetuning)):
+            names = ", ".join(r.__name__ for r in self.recipes)
+            raise InvalidArgument(
+                f"finetune is a {type(finetune).__name__}, which {type(self).__name__} cannot run: choose a "
+                f"finetune config of type {names}, or finetune=none"
+            )
+        self.data_factory, self.finetune_config, self.progress = data_factory, finetune, progress
+        self._data = None
+
+    @property
+    def data(self):
+        """The dataset splits, built on first use."""
+        if self._data is None:
+            self._data = self.build_data()
+        return self._data
+
+    def build_data(self):
+        return self.data_factory()
+
+    @property
+    def finetunes(self) -> bool:
+        return not isinstance(self.finetune_config, NoFinetuning)
+
+    def calibration(self, seed: int) -> SplitCalibration:
+        """The scorers' calibration source: held-out calibration batches (never the test set)."""
+        return SplitCalibration(self.data, seed=seed)
+
+    def cka_batches(self, batch_size: int, num_batches: int, seed: int) -> list:
+        """The batches the similarity stage reads (the held-out calibration split)."""
+        return list(self.data.calib_batches(batch_size, num_batches, seed=seed))
+
+    @property
+    @abstractmethod
+    def weights_dir(self) -> Path | None:
+        """Where the trained weights live (pretraining writes its log and config there)."""
+
+    @abstractmethod
+    def weights_missing(self) -> bool:
+        """Whether the trained weights this task loads are absent (then `pretrain` can make them)."""
+
+    @abstractmethod
+    def load_model(self) -> nn.Module:
+        """The trained model, on its device, in eval mode."""
+
+    @abstractmethod
+    def prepare(self, run_dir: Path, seed: int) -> None:
+        """Anything a prune run needs before the first measurement (e.g. a local evaluation task's items)."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, stage: str) -> dict[str, float]:
+        """Quality of `model` as row entries; `stage` is `dense`, `pruned_before_ft` or `pruned`."""
+
+    @abstractmethod
+    def finetune(self, model: nn.Module, seed: int, logger) -> tuple[nn.Module, dict[str, Any]]:
+        """Recovery after pruning: (the fine-tuned model, row entries describing what was run)."""
+
+    @abstractmethod
+    def cost(self, dense: nn.Module, pruned: nn.Module) -> dict[str, Any]:
+        """Cost of both models as row entries (parameters, MACs, latency or throughput and their reductions)."""
+
+    @abstractmethod
+    def save(self, model: nn.Module, run_dir: Path, **meta: Any) -> Path:
+        """Write the pruned model into `run_dir`; returns its path."""
+
+    @abstractmethod
+    def pretrain(
+        self, recipe: Any, seed: int, resume: bool, overwrite: bool, logger, config_yaml: str, command: str
+    ) -> dict[str, Any]:
+        """Train the model from scratch and save it where `load_model` finds it; returns its summary."""
+
+    def evaluate_saved(self, path: str | Path) -> dict[str, Any]:
+        """The test metrics of a pruned model saved by a prune run."""
+        raise InvalidArgument(f"mode=evaluate is not available for {type(self).__name__}: {self.evaluate_hint}")
+
+    evaluate_hint = "evaluate the saved model with a prune run's measurements"
