@@ -90,6 +90,7 @@ def run(cfg: DictConfig) -> dict:
         seed=cfg.seed,
         save_pruned_model=cfg.save_pruned_model and is_main(),
         progress=cfg.progress,
+        unique_rows=cfg.skip_existing,
     )
     return run_pruning(
         task.load_model(), task, strategy, settings, run_dir, results_table, logger, identity, resolved,
@@ -220,9 +221,8 @@ def dry_run(cfg: DictConfig, resolved: dict) -> dict:
             "found" if os.path.isfile(cfg.checkpoint) else "missing")  # fmt: skip
         plan["checkpoint"] = f"{cfg.checkpoint} ({found})"
     split = cfg.dataset.splits
-    data_dir = split.get("data_dir") or split.get("path") or split.get("root") or split.get("local_dir")
-    if data_dir:
-        plan["data"] = f"{data_dir} ({'found' if os.path.exists(str(data_dir)) else 'missing'})"
+    if split.get("path"):  # every dataset names its location `path` (a folder or a file)
+        plan["data"] = f"{split.path} ({'found' if os.path.exists(str(split.path)) else 'missing'})"
     print("dry run (nothing trained or written): " + "; ".join(f"{k}={v}" for k, v in plan.items()))
 
     sizes = cfg.dataset.num_examples

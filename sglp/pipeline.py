@@ -38,6 +38,7 @@ class JobSettings:
     seed: int = 0
     save_pruned_model: bool = True
     progress: bool = True
+    unique_rows: bool = False  # skip_existing: one row per config_key in the results table, even for racing jobs
 
 
 def run_pruning(
@@ -113,7 +114,7 @@ def run_pruning(
         logger.log_artifact(saved, "pruned_model")
     scores = {"choices": [asdict(c) for c in result.search.choices], "candidates": result.search.scores}
     (run_dir / "search_scores.json").write_text(json.dumps(scores, indent=1))
-    publish_row(row, run_dir, results_table, logger)
+    publish_row(row, run_dir, results_table, logger, unique=s.unique_rows)
     return row
 
 

@@ -101,11 +101,13 @@ def write_row(row: Mapping[str, Any], run_dir: str | Path) -> None:
         w.writerow({k: _cell(v) for k, v in row.items()})
 
 
-def append_row(row: Mapping[str, Any], table: str | Path) -> None:
-    """Append `row` to a CSV table shared by many runs, under a file lock.
+def append_row(row: Mapping[str, Any], table: str | Path, unique: bool = False) -> bool:
+    """Append `row` to a CSV table shared by many runs, under a file lock; returns whether it was appended.
 
     Rows keep every column ever seen: a row with new keys rewrites the header (old rows get
-    empty cells), so nothing already written is lost.
+    empty cells), so nothing already written is lost. With `unique` (skip_existing), a row whose config_key the
+    table already holds is not appended: the check and the append happen under the same lock, so two identical
+    jobs started together leave one row.
     """
     table = Path(table)
     table.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +119,8 @@ def append_row(row: Mapping[str, Any], table: str | Path) -> None:
                 reader = csv.DictReader(f)
                 fields = list(reader.fieldnames or [])
                 rows = list(reader)
+        if unique and any(r.get("config_key") == str(row.get("config_key")) for r in rows):
+            return False
         new = [k for k in row if k not in fields]
         if new or not fields:
             fields += new
@@ -130,6 +134,7 @@ def append_row(row: Mapping[str, Any], table: str | Path) -> None:
         else:
             with open(table, "a", newline="") as f:
                 csv.DictWriter(f, fieldnames=fields).writerow({k: _cell(v) for k, v in row.items()})
+    return True
 
 
 def format_row(row: Mapping[str, Any]) -> str:
@@ -230,12 +235,14 @@ class WandbLogger(NullLogger):
 
 
 def publish_row(
-    row: Mapping[str, Any], run_dir: str | Path, results_table: str | Path | None, logger: NullLogger
-) -> None:
-    """Everywhere a finished run's row goes: row.json/row.csv, the shared table, W&B (numbers + summary), stdout."""
+    row: Mapping[str, Any], run_dir: str | Path, results_table: str | Path | None, logger: NullLogger,
+    unique: bool = False,
+) -> None:  # fmt: skip
+    """Everywhere a finished run's row goes: row.json/row.csv, the shared table (once per config_key when
+    `unique`), W&B (numbers + summary), stdout."""
     write_row(row, run_dir)
-    if results_table:
-        append_row(row, results_table)
+    if results_table and not append_row(row, results_table, unique):
+        print(f"{results_table} got this config's row from another job meanwhile: not appended twice")
     logger.log({k: v for k, v in row.items() if isinstance(v, (int, float))})
     logger.finish(row)
     print(format_row(row))

@@ -3,6 +3,7 @@
 import csv
 import json
 import multiprocessing as mp
+import time
 
 import pytest
 import torch
@@ -103,6 +104,28 @@ def test_parallel_appends_lose_no_rows(tmp_path):
     with open(table) as f:
         rows = list(csv.DictReader(f))
     assert sorted((int(r["worker"]), int(r["i"])) for r in rows) == [(w, i) for w in range(4) for i in range(20)]
+
+
+def _append_same_config(args):
+    table, worker, start = args
+    while time.time() < start:  # every process appends at the same moment
+        time.sleep(0.001)
+    return append_row({"config_key": "k1", "worker": worker}, table, unique=True)
+
+
+def test_identical_skip_existing_jobs_finishing_together_leave_one_row(tmp_path):
+    """skip_existing: the existence check and the append are one step under the table's lock, so of several
+    processes finishing the same config at once exactly one appends (the others are told so)."""
+    table = tmp_path / "runs.csv"
+    start = time.time() + 2.0
+    with mp.get_context("spawn").Pool(4) as pool:
+        appended = pool.map(_append_same_config, [(str(table), w, start) for w in range(4)])
+    with open(table) as f:
+        rows = list(csv.DictReader(f))
+    assert sum(appended) == 1 and len(rows) == 1 and rows[0]["config_key"] == "k1"
+    assert append_row({"config_key": "k2", "worker": 9}, table, unique=True)  # another config still appends
+    assert not append_row({"config_key": "k1", "worker": 9}, table, unique=True)
+    assert append_row({"config_key": "k1", "worker": 9}, table)  # without `unique` (a plain re-run): appended
 
 
 def test_spearman_matches_textbook_formula():

@@ -26,7 +26,7 @@ def test_wikitext_from_parquet_calibrates_on_the_tail_of_train_and_tests_on_the_
     train = [" = Valkyria Chronicles III = \n", "", " Senjō no Valkyria 3 : Unrecorded Chronicles \n"] * 40
     test = [" = Robert Boulter = \n", " Robert Boulter is an English film and television actor .\n"] * 20
     write_wikitext(tmp_path, train, test)
-    s = wikitext_splits(encode, seq_len=16, calib_fraction=0.1, local_dir=tmp_path)
+    s = wikitext_splits(encode, seq_len=16, calib_fraction=0.1, path=tmp_path)
     train_ids, test_ids = torch.tensor(encode("".join(train))), torch.tensor(encode("".join(test)))
     cut = int(len(train_ids) * 0.9)
     assert torch.equal(s.train_x.reshape(-1), train_ids[: len(s.train_x) * 16])
@@ -37,9 +37,9 @@ def test_wikitext_from_parquet_calibrates_on_the_tail_of_train_and_tests_on_the_
 
 def test_missing_corpus_stops_with_the_download_command(tmp_path):
     with pytest.raises(DataNotFoundError, match="huggingface-cli download Salesforce/wikitext"):
-        wikitext_splits(encode, local_dir=tmp_path / "none")  # HF_HUB_OFFLINE=1 in the tests: no hub either
+        wikitext_splits(encode, path=tmp_path / "none")  # HF_HUB_OFFLINE=1 in the tests: no hub either
     with pytest.raises(DataNotFoundError, match="huggingface-cli download yahma/alpaca-cleaned"):
-        instruction_splits(encode, local_dir=tmp_path / "none")
+        instruction_splits(encode, path=tmp_path / "none")
 
 
 def test_alpaca_json_becomes_packed_instruction_text(tmp_path):
@@ -48,7 +48,7 @@ def test_alpaca_json_becomes_packed_instruction_text(tmp_path):
         {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"},
     ] * 30
     (tmp_path / "alpaca_data_cleaned.json").write_text(json.dumps(records))
-    s = instruction_splits(encode, seq_len=32, calib_fraction=0.1, test_fraction=0.1, local_dir=tmp_path)
+    s = instruction_splits(encode, seq_len=32, calib_fraction=0.1, test_fraction=0.1, path=tmp_path)
     text = "\n\n".join(format_instruction(r) for r in records)
     assert format_instruction(records[1]) == (
         "### Instruction:\nTranslate to French.\n\n### Input:\nGood morning\n\n### Response:\nBonjour"

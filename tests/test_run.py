@@ -71,6 +71,18 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return ckpt
 
 
+def test_the_same_pretraining_command_in_another_process_gives_bit_identical_weights(tmp_path, tiny_checkpoint):
+    """The model is built after the seed is set (its initial weights are drawn there): the fixture's command,
+    repeated in a new process, gives the same weights bit for bit (same machine, same thread count)."""
+    again = tmp_path / "again" / "model.pt"
+    res = run(tmp_path, "mode=pretrain", "model=resnet20", "pretrain.epochs=1", "pretrain.max_steps_per_epoch=3",
+              f"checkpoint={again}", "logger=none", "progress=false")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    first = torch.load(tiny_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    second = torch.load(again, map_location="cpu", weights_only=False)["state_dict"]
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
 def test_end_to_end_row_table_model_and_wandb(tmp_path, tiny_checkpoint):
     res = run(tmp_path, *TINY, f"checkpoint={tiny_checkpoint}", "logger=wandb", "logger.log_model=true", "name=wbtest")
     assert res.returncode == 0, res.stderr[-3000:]
@@ -174,7 +186,7 @@ def test_missing_data_is_one_clear_message(tmp_path):
         tmp_path,
         *TINY,
         "logger=none",
-        f"dataset.splits.data_dir={tmp_path}/empty",
+        f"dataset.splits.path={tmp_path}/empty",
         "dataset.splits.search_system=false",
         "dataset.splits.download=false",
     )
@@ -233,7 +245,7 @@ def test_cifar10_end_to_end_on_tiny_files(tmp_path):
         tmp_path,
         "cifar10",
         8,
-        f"dataset.splits.data_dir={tmp_path}/data",
+        f"dataset.splits.path={tmp_path}/data",
         "dataset.splits.calib_size=16",
         "dataset.splits.download=false",
     )

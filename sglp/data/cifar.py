@@ -1,6 +1,6 @@
 """CIFAR-10 / CIFAR-100 (Krizhevsky, 2009) from the python pickle batches torchvision uses.
 
-Layout under `data_dir`: `cifar-10-batches-py/{data_batch_1..5, test_batch}` or
+Layout under `path`: `cifar-10-batches-py/{data_batch_1..5, test_batch}` or
 `cifar-100-python/{train, test}`. Each pickle holds `data` (N x 3072 uint8: 1024 red, 1024 green,
 1024 blue values, rows of 32) and `labels` (CIFAR-10) or `fine_labels` (CIFAR-100). Without the
 files, torchvision's download is tried (internet needed); otherwise one message says what to do.
@@ -53,28 +53,28 @@ def read_batches(folder: Path, names: list[str], label_key: bytes) -> tuple[torc
     return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
 
 
-def find_cifar(data_dir: str | Path, num_classes: int, download: bool = True) -> Path:
+def find_cifar(path: str | Path, num_classes: int, download: bool = True) -> Path:
     spec = VARIANTS[num_classes]
-    folder = Path(data_dir).expanduser() / spec["folder"]
+    folder = Path(path).expanduser() / spec["folder"]
     needed = spec["train"] + spec["test"]
     if not all((folder / n).is_file() for n in needed) and download:
         try:
             import torchvision.datasets as tvd
 
-            getattr(tvd, spec["torchvision"])(str(Path(data_dir).expanduser()), train=True, download=True)
+            getattr(tvd, spec["torchvision"])(str(Path(path).expanduser()), train=True, download=True)
         except Exception:  # noqa: BLE001 - any download failure ends in the message below
             pass
     if not all((folder / n).is_file() for n in needed):
         raise DataNotFoundError(
             f"CIFAR-{num_classes} not found in {folder} (needs {', '.join(needed)}). Fix: put torchvision's "
-            f"'{spec['folder']}' folder in dataset.splits.data_dir, or run with internet access so torchvision "
+            f"'{spec['folder']}' folder in dataset.splits.path, or run with internet access so torchvision "
             "can download it."
         )
     return folder
 
 
 def load_cifar(
-    data_dir: str = "data",
+    path: str = "data",
     num_classes: int = 10,
     calib_size: int = 5000,
     split_seed: int = 1234,
@@ -87,7 +87,7 @@ def load_cifar(
     if num_classes not in VARIANTS:
         raise DataNotFoundError(f"CIFAR has 10 or 100 classes, got num_classes={num_classes}")
     spec = VARIANTS[num_classes]
-    folder = find_cifar(data_dir, num_classes, download)
+    folder = find_cifar(path, num_classes, download)
     if loader not in ("torch", "dali"):
         raise DataNotFoundError(f"loader={loader!r}: choose torch or dali")
     splits = ImageSplits.from_train_test(

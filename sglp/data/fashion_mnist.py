@@ -1,8 +1,8 @@
 """Fashion-MNIST (Xiao et al., 2017) from its gzipped IDX files.
 
-Looked for in this order: the configured `data_dir` (flat, or torchvision's
+Looked for in this order: the configured `path` (flat, or torchvision's
 `FashionMNIST/raw/` layout), Debian's `dataset-fashion-mnist` package
-(`/usr/share/datasets/fashion-mnist`), then torchvision's download into `data_dir`.
+(`/usr/share/datasets/fashion-mnist`), then torchvision's download into `path`.
 """
 
 from __future__ import annotations
@@ -51,25 +51,23 @@ def _find_file(stem: str, dirs: list[Path]) -> Path | None:
     return None
 
 
-def find_fashion_mnist(
-    data_dir: str | Path | None, download: bool = True, search_system: bool = True
-) -> dict[str, Path]:
+def find_fashion_mnist(path: str | Path | None, download: bool = True, search_system: bool = True) -> dict[str, Path]:
     """Paths of the four IDX files, or a DataNotFoundError saying how to get them."""
     dirs = []
-    if data_dir:
-        d = Path(data_dir).expanduser()
+    if path:
+        d = Path(path).expanduser()
         dirs += [d, d / "fashion-mnist", d / "FashionMNIST" / "raw"]
     if search_system:
         dirs.append(DEBIAN_DIR)
     found = {k: _find_file(v, dirs) for k, v in FILES.items()}
     if all(found.values()):
         return found  # type: ignore[return-value]
-    if download and data_dir:
+    if download and path:
         try:
             from torchvision.datasets import FashionMNIST
 
-            FashionMNIST(str(Path(data_dir).expanduser()), train=True, download=True)
-            FashionMNIST(str(Path(data_dir).expanduser()), train=False, download=True)
+            FashionMNIST(str(Path(path).expanduser()), train=True, download=True)
+            FashionMNIST(str(Path(path).expanduser()), train=False, download=True)
             found = {k: _find_file(v, dirs) for k, v in FILES.items()}
             if all(found.values()):
                 return found  # type: ignore[return-value]
@@ -78,12 +76,12 @@ def find_fashion_mnist(
     raise DataNotFoundError(
         "Fashion-MNIST not found. Looked in: " + ", ".join(str(d) for d in dirs) + ". Fix: on Debian/Ubuntu run "
         "`sudo apt-get install dataset-fashion-mnist` (or `make data`), or put the four *-ubyte(.gz) IDX files "
-        "in dataset.data_dir, or allow torchvision to download them (internet access)."
+        "in dataset.path, or allow torchvision to download them (internet access)."
     )
 
 
 def load_fashion_mnist(
-    data_dir: str | None = "data",
+    path: str | None = "data",
     calib_size: int = 5000,
     split_seed: int = 1234,
     download: bool = True,
@@ -98,7 +96,7 @@ def load_fashion_mnist(
     """
     if loader not in ("torch", "dali"):
         raise InvalidArgument(f"dataset.splits.loader={loader!r}: choose torch or dali")
-    paths = find_fashion_mnist(data_dir, download, search_system)
+    paths = find_fashion_mnist(path, download, search_system)
     arrays = {k: read_idx(p) for k, p in paths.items()}
 
     def tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:

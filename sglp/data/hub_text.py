@@ -7,7 +7,7 @@
 - `instruction_splits`: an instruction-tuning set formatted as Alpaca prompts, the LoRA recovery data of LLM-Pruner
   (yahma/alpaca-cleaned: one JSON list of {instruction, input, output}); packed into sequences of seq_len tokens.
 
-Both read a local folder first (`local_dir`), laid out as the hub repository (what `huggingface-cli download
+Both read a local folder first (`path`), laid out as the hub repository (what `huggingface-cli download
 <repo> --repo-type dataset --local-dir <dir>` writes), then the hub through `datasets` (cached; needs internet once).
 Nothing is faked: with neither, DataNotFoundError says how to get the files.
 """
@@ -27,10 +27,10 @@ ALPACA_PROMPT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### R
 ALPACA_PROMPT_NO_INPUT = "### Instruction:\n{instruction}\n\n### Response:\n{output}"
 
 
-def _hub_hint(repo: str, include: str, local_dir: str | Path | None) -> str:
+def _hub_hint(repo: str, include: str, path: str | Path | None) -> str:
     return (
         f"download it once with `huggingface-cli download {repo} --repo-type dataset --include '{include}' "
-        f"--local-dir {local_dir or '<dir>'}` and set local_dir (or run with internet so `datasets` can fetch it)"
+        f"--local-dir {path or '<dir>'}` and set path (or run with internet so `datasets` can fetch it)"
     )
 
 
@@ -44,9 +44,9 @@ def read_parquet_texts(files: list[Path], column: str) -> list[str]:
     return texts
 
 
-def _wikitext_part(repo: str, config: str, part: str, local_dir: str | Path | None, column: str) -> list[str]:
-    if local_dir is not None:
-        files = list((Path(local_dir).expanduser() / config / part).glob("*.parquet"))
+def _wikitext_part(repo: str, config: str, part: str, path: str | Path | None, column: str) -> list[str]:
+    if path is not None:
+        files = list((Path(path).expanduser() / config / part).glob("*.parquet"))
         if files:
             return read_parquet_texts(files, column)
     try:
@@ -54,22 +54,22 @@ def _wikitext_part(repo: str, config: str, part: str, local_dir: str | Path | No
 
         return [str(t) for t in datasets.load_dataset(repo, config, split=part)[column]]
     except Exception as e:  # offline, no cache, or not found
-        where = f"no {config}/{part}/*.parquet under {local_dir}; " if local_dir is not None else ""
+        where = f"no {config}/{part}/*.parquet under {path}; " if path is not None else ""
         raise DataNotFoundError(
             f"{repo} ({config}, {part}): {where}the hub is unreachable ({type(e).__name__}). Fix: "
-            + _hub_hint(repo, f"{config}/*", local_dir)
+            + _hub_hint(repo, f"{config}/*", path)
         ) from None
 
 
 def wikitext_splits(
     encode: Callable[[str], list[int]], seq_len: int = 128, calib_fraction: float = 0.05,
-    repo: str = "Salesforce/wikitext", config: str = "wikitext-2-raw-v1", local_dir: str | Path | None = None,
+    repo: str = "Salesforce/wikitext", config: str = "wikitext-2-raw-v1", path: str | Path | None = None,
     text_column: str = "text",
 ) -> TextSplits:  # fmt: skip
     """WikiText as train / calibration / test sequences: the lines of each part joined as the raw corpus is
     (perplexity on the joined test part, as in the pruning papers' WikiText-2 numbers)."""
-    train = "".join(_wikitext_part(repo, config, "train", local_dir, text_column))
-    test = "".join(_wikitext_part(repo, config, "test", local_dir, text_column))
+    train = "".join(_wikitext_part(repo, config, "train", path, text_column))
+    test = "".join(_wikitext_part(repo, config, "test", path, text_column))
     ids = [torch.tensor(encode(t), dtype=torch.long) for t in (train, test)]
     return TextSplits.from_train_test(*ids, seq_len=seq_len, calib_fraction=calib_fraction, name=config)
 
@@ -82,13 +82,13 @@ def format_instruction(record: dict) -> str:
 
 def instruction_splits(
     encode: Callable[[str], list[int]], seq_len: int = 256, calib_fraction: float = 0.02, test_fraction: float = 0.02,
-    repo: str = "yahma/alpaca-cleaned", file: str = "alpaca_data_cleaned.json", local_dir: str | Path | None = None,
+    repo: str = "yahma/alpaca-cleaned", file: str = "alpaca_data_cleaned.json", path: str | Path | None = None,
     max_examples: int | None = None, eos: str = "\n\n",
 ) -> TextSplits:  # fmt: skip
     """An instruction set (JSON list of {instruction, input, output}) as packed training sequences for LoRA."""
     records = None
-    if local_dir is not None and (Path(local_dir).expanduser() / file).is_file():
-        records = json.loads((Path(local_dir).expanduser() / file).read_text(encoding="utf-8"))
+    if path is not None and (Path(path).expanduser() / file).is_file():
+        records = json.loads((Path(path).expanduser() / file).read_text(encoding="utf-8"))
     if records is None:
         try:
             import datasets
@@ -96,8 +96,8 @@ def instruction_splits(
             records = list(datasets.load_dataset(repo, split="train"))
         except Exception as e:
             raise DataNotFoundError(
-                f"{repo}: no {file} under {local_dir} and the hub is unreachable ({type(e).__name__}). Fix: "
-                + _hub_hint(repo, file, local_dir)
+                f"{repo}: no {file} under {path} and the hub is unreachable ({type(e).__name__}). Fix: "
+                + _hub_hint(repo, file, path)
             ) from None
     if not isinstance(records, list) or not records or not isinstance(records[0], dict):
         raise DataNotFoundError(f"{repo}: expected a JSON list of {{instruction, input, output}} records")

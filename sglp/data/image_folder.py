@@ -1,4 +1,4 @@
-"""ImageFolder datasets (ImageNet, Imagenette2, Imagewoof2): `root/train/<class>/*` and `root/val/<class>/*`.
+"""ImageFolder datasets (ImageNet, Imagenette2, Imagewoof2): `path/train/<class>/*` and `path/val/<class>/*`.
 
 Streamed from disk (ImageNet does not fit in memory) by torch DataLoaders (`loader="torch"`), or by NVIDIA DALI
 pipelines that decode and augment on the GPU (`loader="dali"`, sglp.data.dali). Training batches use
@@ -45,7 +45,7 @@ class FolderSplits:
 
     def __init__(
         self,
-        root: str,
+        path: str,
         name: str = "imagefolder",
         image_size: int = 224,
         resize: int = 256,
@@ -57,13 +57,13 @@ class FolderSplits:
         loader: str = "torch",
         dali_device: str = "auto",
     ) -> None:
-        root_path = Path(root).expanduser()
+        root_path = Path(path).expanduser()
         missing = [d for d in (train_dir, test_dir) if not (root_path / d).is_dir()]
         if missing:
             raise DataNotFoundError(
                 f"{name}: no {' or '.join(missing)} folder under {root_path}. Fix: extract the dataset so that "
                 f"{root_path}/{train_dir}/<class>/<images> and {root_path}/{test_dir}/<class>/<images> exist "
-                "(ImageNet's validation images sorted into class folders), and set dataset.splits.root."
+                "(ImageNet's validation images sorted into class folders), and set dataset.splits.path."
             )
         normalise = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
         self.train_tf = transforms.Compose(

@@ -108,18 +108,18 @@ def split_signals(
     return SignalSplits(name, x[train], y[train], x[calib], y[calib], x[test], y[test], len(classes), classes)
 
 
-def _find(data_dir: str | Path, folder: str, file: str) -> Path:
-    for p in (Path(data_dir) / folder / file, Path(data_dir) / file):
+def _find(path: str | Path, folder: str, file: str) -> Path:
+    for p in (Path(path) / folder / file, Path(path) / file):
         if p.is_file():
             return p
     raise DataNotFoundError(
-        f"{file} not found under {data_dir} (looked in {Path(data_dir) / folder} and {data_dir}). "
-        + GET_IT.format(where=Path(data_dir) / folder)
+        f"{file} not found under {path} (looked in {Path(path) / folder} and {path}). "
+        + GET_IT.format(where=Path(path) / folder)
     )
 
 
 def load_rml2016(
-    data_dir: str | Path = "data",
+    path: str | Path = "data",
     file: str = "RML2016.10a_dict.pkl",
     test_fraction: float = 0.2,
     calib_size: int = 5000,
@@ -127,11 +127,11 @@ def load_rml2016(
     min_snr: int | None = None,
 ) -> SignalSplits:
     """RML2016.10a from its pickle (see the module docstring)."""
-    path = _find(data_dir, "rml2016.10a", file)
-    with open(path, "rb") as f:
+    found = _find(path, "rml2016.10a", file)
+    with open(found, "rb") as f:
         table = pickle.load(f, encoding="latin1")  # a Python-2 pickle
     if not isinstance(table, dict) or not table:
-        raise DataNotFoundError(f"{path} is not the RML2016.10a dict of (modulation, snr) -> examples")
+        raise DataNotFoundError(f"{found} is not the RML2016.10a dict of (modulation, snr) -> examples")
     classes = sorted({mod.decode() if isinstance(mod, bytes) else mod for mod, _ in table})
     xs, ys = [], []
     for (mod, snr), arr in sorted(table.items(), key=lambda kv: (str(kv[0][0]), int(kv[0][1]))):
@@ -175,7 +175,7 @@ RML2018_CLASSES = [
 
 
 def load_rml2018(
-    data_dir: str | Path = "data",
+    path: str | Path = "data",
     file: str = "GOLD_XYZ_OSC.0001_1024.hdf5",
     test_fraction: float = 0.2,
     calib_size: int = 5000,
@@ -186,10 +186,10 @@ def load_rml2018(
     """RML2018.01a from its HDF5 file; X is transposed to (N, 2, 1024). `max_examples=None` loads everything."""
     import h5py
 
-    path = _find(data_dir, "rml2018.01a", file)
-    with h5py.File(path, "r") as f:
+    found = _find(path, "rml2018.01a", file)
+    with h5py.File(found, "r") as f:
         if not {"X", "Y", "Z"} <= set(f.keys()):
-            raise DataNotFoundError(f"{path} lacks the X/Y/Z datasets of RML2018.01a (has {sorted(f.keys())})")
+            raise DataNotFoundError(f"{found} lacks the X/Y/Z datasets of RML2018.01a (has {sorted(f.keys())})")
         snr = f["Z"][:, 0]
         rows = np.flatnonzero(snr >= min_snr) if min_snr is not None else np.arange(len(snr))
         if max_examples is not None and len(rows) > max_examples:
