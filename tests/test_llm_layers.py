@@ -97,3 +97,40 @@ def test_unknown_family_names_the_setting_to_configure():
     assert decoder_layers(model, "model.layers")[0] == "model.layers"
     with pytest.raises(UnsupportedModelError):
         remove_decoder_layers(model, [0], layers_path="model.embed_tokens")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("order", ["independent", "sequential"])
+def test_perplexity_search_reusing_prefixes_scores_exactly_as_the_whole_model(family, order):
+    """The perplexity scorer caches the hidden states entering a segment: every candidate's score equals the
+    uncached one bit for bit, the same units are kept, and the layers before a segment run once per segment (not
+    once per candidate)."""
+    from sglp.llm.perplexity import PerplexityScorer
+    from sglp.search import SegmentSearch
+
+    model = build(family)
+    g = torch.Generator().manual_seed(2)
+    batches = [(ids, ids) for ids in torch.randint(1, V, (2, 3, 12), generator=g)]
+    segments = [[0, 1], [2, 3, 4, 5]]
+    results, calls = {}, {}
+    for reuse in (False, True):
+        scorer = PerplexityScorer(num_batches=2, batch_size=3, reuse_prefix=reuse)
+        scorer.prepare(lambda b, n: batches)
+        _, layers = decoder_layers(model)
+        counts = [0] * len(layers)
+        hooks = [layer.register_forward_pre_hook(lambda m, a, i=i, c=counts: c.__setitem__(i, c[i] + 1))
+                 for i, layer in enumerate(layers)]  # fmt: skip
+        try:
+            results[reuse] = SegmentSearch(keep=3, order=order)(model, segments, scorer, progress=False)
+        finally:
+            for h in hooks:
+                h.remove()
+        calls[reuse] = counts
+    plain, cached = results[False], results[True]
+    assert [c["score"] for c in cached.scores] == [c["score"] for c in plain.scores]
+    assert cached.kept == plain.kept and cached.removed == plain.removed
+    runs_layer0 = [c for c in plain.scores if 0 not in c["removed"]]  # candidates whose network has layer 0
+    assert calls[False][0] == 2 * len(runs_layer0)  # uncached: for each such candidate and batch
+    first = [c for c in runs_layer0 if c["segment"] == 0]
+    prefix_has_layer0 = order == "independent" or 0 in plain.kept  # sequential: segment 0's choice applies
+    assert calls[True][0] == 2 * len(first) + 2 * prefix_has_layer0  # cached: the prefix runs once per batch
