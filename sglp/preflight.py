@@ -216,6 +216,9 @@ def preflight(
         what = "weights, gradients and saved activations" if grad else "weights and one inference pass"
         checks.append(_memory_check("memory: search", need, budget, f"{what} of a batch of {b}",
                                     "lower scorer.batch_size"))  # fmt: skip
+    # the surgery builds the pruned model on a copy (sglp.surgery.remove_layers): dense and pruned weights together
+    checks.append(_memory_check("memory: surgery", 2 * weights, budget, "the dense weights and the pruned copy",
+                                "room for the model twice, or model.device_map=auto over several devices"))  # fmt: skip
 
     flops = profile.flops
     passes = {  # stage -> forward-pass equivalents of one example (a backward pass counts as two)

@@ -170,6 +170,16 @@ def test_gpu_table_target_dry_runs(tmp_path, target):
         (["experiment=table1_resnet56_cifar10", "scorer.batch_size=6000"], "scorer.batch_size=6000"),  # 5000 calib
         (["experiment=table1_resnet56_cifar10", "calibration.batch_size=6000"], "calibration.batch_size=6000"),
         (["experiment=table1_resnet56_cifar10", "preflight.device_memory_gb=0.1"], "memory: search"),
+        # 8B in bf16 fits a 25 GB device for the search, not with the surgery's pruned copy beside it (30 GB)
+        (
+            [
+                "experiment=table4_llama3_1_8b",
+                "method=sglp_llm",
+                "calibration.batch_size=32",
+                "preflight.device_memory_gb=25",
+            ],
+            "memory: surgery",
+        ),  # fmt: skip
         # Table 4's 128 x 128-token batches as n x n Grams: 32 x 16,384^2 float64, more than an 80 GB GPU
         (["experiment=table4_llama3_1_8b", "method=sglp_llm", "similarity.form=gram"], "memory: CKA"),
     ],

@@ -134,3 +134,35 @@ def test_perplexity_search_reusing_prefixes_scores_exactly_as_the_whole_model(fa
     first = [c for c in runs_layer0 if c["segment"] == 0]
     prefix_has_layer0 = order == "independent" or 0 in plain.kept  # sequential: segment 0's choice applies
     assert calls[True][0] == 2 * len(first) + 2 * prefix_has_layer0  # cached: the prefix runs once per batch
+
+
+def test_a_model_dispatched_by_device_map_prunes_like_a_plain_one():
+    """A model dispatched by accelerate with an explicit per-layer device map (hooks on every layer, as when
+    `model.device_map=auto` spreads an 8B model over a node's GPUs; here every entry is the CPU and the hooks are
+    forced) gives the same token CKA, the same perplexity-search scores with prefix reuse, and the same removal
+    as the plain model."""
+    accelerate = pytest.importorskip("accelerate")
+    from sglp.llm.perplexity import PerplexityScorer
+    from sglp.search import SegmentSearch
+    from sglp.similarity import CKA
+
+    plain, dispatched = build("llama"), build("llama")
+    device_map = {"model.embed_tokens": "cpu", **{f"model.layers.{i}": "cpu" for i in range(6)},
+                  "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "cpu"}  # fmt: skip
+    dispatched = accelerate.dispatch_model(dispatched, device_map, force_hooks=True)
+    assert all(hasattr(layer, "_hf_hook") for layer in decoder_layers(dispatched)[1]), "accelerate's hooks"
+    g = torch.Generator().manual_seed(3)
+    batches = [(ids, ids) for ids in torch.randint(1, V, (2, 3, 12), generator=g)]
+    cka = CKA(token_rows=True)
+    torch.testing.assert_close(cka(dispatched, batches, progress=False), cka(plain, batches, progress=False))
+    results = []
+    for model in (plain, dispatched):
+        scorer = PerplexityScorer(num_batches=2, batch_size=3)
+        scorer.prepare(lambda b, n: batches)
+        results.append(SegmentSearch(keep=3)(model, [[0, 1], [2, 3, 4, 5]], scorer, progress=False))
+    assert [c["score"] for c in results[1].scores] == pytest.approx([c["score"] for c in results[0].scores])
+    assert results[1].removed == results[0].removed
+    a = remove_decoder_layers(plain, results[0].removed)
+    b = remove_decoder_layers(dispatched, results[1].removed)
+    ids = batches[0][0]
+    torch.testing.assert_close(b(input_ids=ids, use_cache=False).logits, a(input_ids=ids, use_cache=False).logits)
