@@ -46,7 +46,7 @@ def run(cfg: DictConfig) -> dict:
     from sglp.device import init_distributed, is_main, rank, resolve_device
     from sglp.errors import InvalidArgument
     from sglp.pipeline import JobSettings, run_evaluation, run_pretraining, run_pruning
-    from sglp.report import NullLogger, config_key
+    from sglp.report import NullLogger, check_writable, config_key
     from sglp.training import seed_everything
 
     if cfg.mode not in MODES:
@@ -65,6 +65,8 @@ def run(cfg: DictConfig) -> dict:
     if not is_main():  # under torchrun only rank 0 writes results and logs
         run_dir, results_table, logger = os.path.join(run_dir, f"rank{rank()}"), None, NullLogger()
     tags = [cfg.mode, cfg.model.name, cfg.dataset.name, f"table:{cfg.name}", *(["rehearsal"] if cfg.rehearse else [])]
+    if results_table and cfg.mode == "prune":
+        check_writable(results_table)  # before any work: a row that cannot be written loses the run
     task = build_task(cfg, device)
     strategy = instantiate(cfg.strategy) if cfg.mode == "prune" else None  # validated before any training
 

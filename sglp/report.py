@@ -81,6 +81,25 @@ def config_key(config: Mapping[str, Any], root: str | None = None) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+def check_writable(table: str | Path) -> None:
+    """InvalidArgument now, before any work, if the results table cannot be created or appended to (a run that
+    computes for hours and then cannot write its row loses everything)."""
+    from sglp.errors import InvalidArgument
+
+    table = Path(table)
+    try:
+        table.parent.mkdir(parents=True, exist_ok=True)
+        with open(table, "a"):
+            pass
+        if table.stat().st_size == 0:
+            table.unlink()  # created only to test: the first row writes the header
+    except OSError as e:
+        raise InvalidArgument(
+            f"results_table={table} cannot be written ({e.strerror}): choose a writable path, e.g. "
+            "results_table=outputs/runs.csv"
+        ) from None
+
+
 def find_row(table: str | Path, key: str) -> dict[str, str] | None:
     """The row of the results table with this `config_key` (as CSV strings), or None."""
     table = Path(table)

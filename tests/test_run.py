@@ -159,6 +159,7 @@ def test_end_to_end_row_table_model_and_wandb(tmp_path, tiny_checkpoint):
         ("scorer.batch_size=0", "scorer.batch_size=0 must be an integer >= 1"),
         ("latency.batch_sizes=[0]", "latency.batch_sizes entry=0 must be an integer >= 1"),
         ("finetune=lora", "finetune is a LoRAConfig, which ClassificationTask cannot run"),
+        ("results_table=/proc/sglp/runs.csv", "results_table=/proc/sglp/runs.csv cannot be written"),
     ],
 )
 def test_bad_settings_end_in_one_clear_message(tmp_path, tiny_checkpoint, override, message):
