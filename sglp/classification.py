@@ -11,7 +11,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from sglp import validation
 from sglp.checkpoint import load_pruned, load_weights, save_checkpoint
 from sglp.errors import CheckpointError, InvalidArgument
 from sglp.metrics import count_flops, count_parameters, measure_latency, reduction_pct
@@ -42,10 +41,7 @@ class ClassificationTask(Task):
         progress: bool = True,
     ) -> None:
         super().__init__(data, finetune, progress)
-        validation.integer("eval_batch_size", eval_batch_size)
-        validation.integer("eval_max_batches", eval_max_batches, allow_none=True)
-        validation.batch_sizes("latency.batch_sizes", latency_batch_sizes)
-        validation.number("latency.min_run_time", latency_min_run_time, strict=True)
+        self.check_measurement(eval_batch_size, eval_max_batches, latency_batch_sizes, latency_min_run_time)
         self.net, self.checkpoint, self.device = net, checkpoint, torch.device(device)
         self.eval_batch_size, self.eval_max_batches = eval_batch_size, eval_max_batches
         self.latency_batch_sizes = list(latency_batch_sizes)

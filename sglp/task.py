@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from sglp import validation
 from sglp.errors import InvalidArgument
 from sglp.scorers.base import SplitCalibration
 
@@ -43,6 +44,14 @@ class Task(ABC):
             )
         self.data_factory, self.finetune_config, self.progress = data_factory, finetune, progress
         self._data = None
+
+    @staticmethod
+    def check_measurement(eval_batch_size: int, eval_max_batches: int | None, latency_batch_sizes, min_run_time: float):
+        """The options every kind measures with: test batches and the latency / throughput timing."""
+        validation.integer("eval_batch_size", eval_batch_size)
+        validation.integer("eval_max_batches", eval_max_batches, allow_none=True)
+        validation.batch_sizes("latency.batch_sizes", latency_batch_sizes)
+        validation.number("latency.min_run_time", min_run_time, strict=True)
 
     @property
     def data(self):

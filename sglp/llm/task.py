@@ -75,12 +75,9 @@ class CausalLMTask(Task):
         progress: bool = True,
     ) -> None:
         super().__init__(data, finetune, progress)
-        validation.integer("eval_batch_size", eval_batch_size)
-        validation.integer("eval_max_batches", eval_max_batches, allow_none=True)
+        self.check_measurement(eval_batch_size, eval_max_batches, latency_batch_sizes, latency_min_run_time)
         validation.integer("lm_eval.task_limit", task_limit, allow_none=True)
         validation.integer("lm_eval.local_items", local_items)
-        validation.batch_sizes("latency.batch_sizes", latency_batch_sizes)
-        validation.number("latency.min_run_time", latency_min_run_time, strict=True)
         self.path, self.dtype, self.device_map, self.device = str(path), dtype, device_map, torch.device(device)
         self.finetune_data_factory = finetune_data
         self.tasks = dict(tasks or {})
