@@ -67,13 +67,14 @@ class ClassificationTask(Task):
     def prepare(self, run_dir: Path, seed: int) -> None:
         """Nothing to prepare: the test split is the evaluation."""
 
-    def test_accuracy(self, model: nn.Module, desc: str) -> float:
+    def test_metrics(self, model: nn.Module, desc: str) -> dict[str, float]:
+        """Top-1 accuracy (%) and mean loss on the test split (capped at eval_max_batches)."""
         batches = self.data.test_batches(self.eval_batch_size, self.eval_max_batches)
-        return evaluate(model, batches, desc, self.progress)["acc"]
+        return evaluate(model, batches, desc, self.progress)
 
     def evaluate(self, model: nn.Module, stage: str) -> dict[str, float]:
         key = {"dense": "dense_acc", "pruned_before_ft": "pruned_acc_before_ft", "pruned": "pruned_acc"}[stage]
-        return {key: self.test_accuracy(model, f"eval {stage}")}
+        return {key: self.test_metrics(model, f"eval {stage}")["acc"]}
 
     def finetune(self, model: nn.Module, seed: int, logger) -> tuple[nn.Module, dict[str, Any]]:
         ft = self.finetune_config
@@ -117,8 +118,7 @@ class ClassificationTask(Task):
         if not path:
             raise InvalidArgument("mode=evaluate needs pruned_model=<run dir>/pruned_model.pt")
         pruned = load_pruned(self.net, path).to(self.device)
-        result = evaluate(pruned, self.data.test_batches(self.eval_batch_size, self.eval_max_batches), "test",
-                          self.progress)  # fmt: skip
+        result = self.test_metrics(pruned, "test")
         result["params"] = count_parameters(pruned)
         print(f"{path}: test accuracy {result['acc']:.2f} %, loss {result['loss']:.4f}, "
               f"{result['params']:,} parameters")  # fmt: skip

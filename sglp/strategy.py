@@ -115,8 +115,8 @@ class SegmentedPruning(Strategy):
             result = self.search(model, segmentation.segments, self.scorer, progress=progress)
         with timed(seconds, "surgery"):
             pruned = remove_layers(model, result.removed)
-        extra = {"fisher_loss_curve": segmentation.loss_curve}
-        return PruneResult(sim, segmentation.segments, result, pruned, seconds, extra)
+        return PruneResult(sim, segmentation.segments, result, pruned, seconds,
+                           {"fisher_loss_curve": segmentation.loss_curve})  # fmt: skip
 
     def describe(self, result: PruneResult | None = None) -> dict[str, Any]:
         uses_cka = self.segmenter.needs_similarity
@@ -125,7 +125,6 @@ class SegmentedPruning(Strategy):
             "scorer_maximize": self.scorer.maximize,
             "cka_estimator": getattr(self.similarity, "estimator", None) if uses_cka else None,
             "k_requested": self.segmenter.k,
-            "fisher_loss_curve": result.extra.get("fisher_loss_curve") if result else None,
         }
 
     def label(self, choices: dict[str, str]) -> str:
