@@ -54,21 +54,22 @@ demo-llm: data-llm  ## SGLP on the tiny LLaMA: token CKA, perplexity search, LoR
 demo: data  ## SGLP end to end on ResNet-56 / Fashion-MNIST (offline, ~6 min on 2 CPU cores)
 	$(PY) run.py name=demo
 
-# Every method at the same depth (14 of 27 blocks kept), same data, same fine-tuning; rows keyed by config, so a
-# re-run skips what is done. COMPARE_SEEDS=0 make compare runs one seed.
-COMPARE_SEEDS ?= 0,1
-COMPARE_TABLE := results/baselines_fashion_mnist.csv
-COMPARE_CRITERIA := random,l1,l2,taylor,bn_gamma,feature_map,ensemble,imprint,linear_probe,block_influence,sr_init
-COMPARE := $(PY) run.py -m name=baselines results_table=$(COMPARE_TABLE) skip_existing=true progress=false \
-	seed=$(COMPARE_SEEDS)
+# The comparison grid (configs/experiment/compare.yaml): every method at three depths (20, 14, 8 of 27 blocks kept)
+# x COMPARE_SEEDS, rows in results/rows/compare.csv; a rerun resumes (skip_existing). At the aggressive depth the
+# methods the question is about also fine-tune for 50 and 600 steps (budget curves). Depth 14 first: it completes
+# one depth with intervals before the others start.
+COMPARE_SEEDS ?= 0,1,2
+COMPARE_TOP := sglp_paper,sglp,sglp_random,random,shortgpt
+COMPARE_REST := sr_init,layerprune_taylor,layerprune_imprint,l1,chen,fusion
+COMPARE := $(PY) run.py -m experiment=compare seed=$(COMPARE_SEEDS)
 
-compare: data  ## every layer-pruning method on ResNet-56 / Fashion-MNIST (~3 min per run, 15 methods x seeds)
-	$(COMPARE) scorer=gradnorm,gradnorm_paper,random
-	$(COMPARE) strategy=one_shot scorer=$(COMPARE_CRITERIA)
-	$(COMPARE) strategy=fusion
-	$(PY) scripts/compare_table.py $(COMPARE_TABLE) --out results/baselines_fashion_mnist.md \
-		--plot results/baselines_fashion_mnist.png --command "make compare" \
-		--title "Layer-pruning methods on ResNet-56 / Fashion-MNIST, 14 of 27 blocks kept"
+compare: data  ## the comparison grid with intervals (hours on a CPU; resumable): results/compare_fashion_mnist.md
+	$(COMPARE) search.keep=14 method=$(COMPARE_TOP),$(COMPARE_REST)
+	$(COMPARE) search.keep=8 method=$(COMPARE_TOP) finetune_budgets=[50,600]
+	$(COMPARE) search.keep=8 method=$(COMPARE_REST)
+	$(COMPARE) search.keep=20 method=$(COMPARE_TOP),$(COMPARE_REST)
+	$(PY) scripts/compare_table.py results/rows/compare.csv --out results/compare_fashion_mnist.md \
+		--plot results/compare_fashion_mnist --command "make compare"
 
 test: data lint  ## lint, then the test suite (slow tests excluded)
 	$(PY) -m pytest -q

@@ -69,6 +69,15 @@ def run(cfg: DictConfig) -> dict:
         check_writable(results_table)  # before any work: a row that cannot be written loses the run
     task = build_task(cfg, device)
     strategy = instantiate(cfg.strategy) if cfg.mode == "prune" else None  # validated before any training
+    settings = JobSettings(
+        calib_batch_size=cfg.calibration.batch_size,
+        calib_batches=cfg.calibration.num_batches,
+        seed=cfg.seed,
+        save_pruned_model=cfg.save_pruned_model and is_main(),
+        progress=cfg.progress,
+        unique_rows=cfg.skip_existing,
+        finetune_budgets=tuple(cfg.finetune_budgets),
+    )
 
     if cfg.mode == "evaluate":
         return run_evaluation(task, cfg.pruned_model)
@@ -86,18 +95,21 @@ def run(cfg: DictConfig) -> dict:
     if skipped(cfg, key, run_dir):
         return {"skipped": key}
     identity = run_identity(cfg, strategy, key)
-    settings = JobSettings(
-        calib_batch_size=cfg.calibration.batch_size,
-        calib_batches=cfg.calibration.num_batches,
-        seed=cfg.seed,
-        save_pruned_model=cfg.save_pruned_model and is_main(),
-        progress=cfg.progress,
-        unique_rows=cfg.skip_existing,
-    )
     return run_pruning(
         task.load_model(), task, strategy, settings, run_dir, results_table, logger, identity, resolved,
-        [*tags, identity["method"]],
+        [*tags, identity["method"]], dense_cache(cfg, resolved),
     )  # fmt: skip
+
+
+def dense_cache(cfg: DictConfig, resolved: dict):
+    """`dense_cache=<folder>`: the dense model's measurements keyed by its weights and everything they depend on."""
+    from sglp.dense_cache import DenseCache
+
+    if not cfg.dense_cache:
+        return None
+    settings = {k: resolved[k] for k in ("kind", "dataset", "device", "latency", "lm_eval")}
+    settings["kind"] = {k: v for k, v in settings["kind"].items() if k != "checkpoint"}  # the digest covers it
+    return DenseCache(cfg.dense_cache, settings)
 
 
 def build_task(cfg: DictConfig, device, **replace):

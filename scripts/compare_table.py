@@ -1,127 +1,175 @@
-"""Render a method comparison from a results table (CSV of result rows): one line per method, mean ± std over
-seeds, sorted by accuracy after fine-tuning; plus an accuracy-vs-MACs-reduction scatter.
+"""Render the comparison grid (`make compare`) from its rows: per depth, every method's accuracy before and after
+fine-tuning as mean ± 95 % t-interval over seeds, and its paired difference from the control (random units inside
+the same segments) with its interval; bold marks a difference whose interval excludes 0. Budget curves where rows
+carry extra fine-tuning budgets; one figure per depth (accuracy vs MACs reduction with intervals).
 
-python scripts/compare_table.py results/baselines_fashion_mnist.csv --out results/baselines_fashion_mnist.md \
-    --plot results/baselines_fashion_mnist.png --command "make compare"
+python scripts/compare_table.py results/rows/compare.csv --out results/compare_fashion_mnist.md \
+    --plot results/compare_fashion_mnist --command "make compare"
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 
-from sglp.plots import plot_accuracy_vs_reduction
-from sglp.report import emit_report
-from sglp.tables import read_rows
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sglp.report import emit_report  # noqa: E402
+from sglp.stats import Interval, paired_difference, t_interval  # noqa: E402
+from sglp.tables import as_number, read_rows  # noqa: E402
+
+CONTROL = "Random in SGLP segments"
+STAGES = {"before FT": "pruned_acc_before_ft", "after FT": "pruned_acc"}
 
 
-def mean_std(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
-
-
-def num(row: dict, key: str) -> float | None:
-    v = row.get(key, "")
-    return float(v) if v not in ("", None) else None
-
-
-def summarise(rows: list[dict]) -> list[dict]:
-    by_method: dict[str, list[dict]] = defaultdict(list)
+def cells(rows: list[dict]) -> dict[int, dict[str, dict[int, dict]]]:
+    """{units kept (target): {method: {seed: row}}}; a later row of the same (depth, method, seed) wins."""
+    out: dict[int, dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
-        by_method[r["method"]].append(r)
-    out = []
-    for method, rs in by_method.items():
-        rs = sorted(rs, key=lambda r: int(r["seed"]))
-
-        def col(key: str, rs=rs) -> list[float]:
-            return [v for v in (num(r, key) for r in rs) if v is not None]
-
-        latency_keys = sorted(
-            (k for k in rs[0] if k.startswith("latency_reduction_pct_bs") and rs[0][k] != ""),
-            key=lambda k: int(k.rsplit("bs", 1)[1]),
-        )
-        out.append(
-            {
-                "method": method,
-                "seeds": [int(r["seed"]) for r in rs],
-                "dense": col("dense_acc"),
-                "before": col("pruned_acc_before_ft"),
-                "after": col("pruned_acc"),
-                "kept": sorted({int(r["units_kept"]) for r in rs}),
-                "macs": col("macs_reduction_pct"),
-                "params": col("params_reduction_pct"),
-                "latency": {k.rsplit("bs", 1)[1]: col(k) for k in latency_keys},
-                "seconds": col("seconds_prune"),
-                "removed": [json.loads(r["removed"]) for r in rs],
-            }
-        )
-    return sorted(out, key=lambda s: -statistics.mean(s["after"] or [0.0]))
+        target = as_number(r.get("units_kept_target")) or as_number(r["units_kept"])
+        out[int(target)][r["method"]][int(r["seed"])] = r
+    return out
 
 
-def render(summary: list[dict], title: str, command: str | None) -> str:
-    bs = sorted({b for s in summary for b in s["latency"]}, key=int)
-    lines = [f"# {title}", ""]
-    if command:
-        lines += [f"Made by `{command}` (rows: one per run; mean ± std over the seeds listed).", ""]
-    header = (
-        [
-            "method",
-            "seeds",
-            "kept",
-            "dense acc. (%)",
-            "before FT (%)",
-            "after FT (%)",
-            "MACs red. (%)",
-            "params red. (%)",
-        ]
-        + [f"latency red. bs{b} (%)" for b in bs]
-        + ["pruning time (s)"]
-    )
+def column(by_seed: dict[int, dict], key: str) -> dict[int, float]:
+    return {s: v for s, r in by_seed.items() if (v := as_number(r.get(key))) is not None}
+
+
+def fmt_diff(d: Interval | None) -> str:
+    if d is None:
+        return "–"
+    text = f"{d.mean:+.2f} ± {d.half_width:.2f}" if d.n > 1 else f"{d.mean:+.2f} (1 seed)"
+    return f"**{text}**" if d.excludes(0.0) else text
+
+
+def error_bar(iv: Interval) -> float:
+    return iv.half_width if iv.n > 1 else 0.0
+
+
+def budgets_of(by_seed: dict[int, dict]) -> list[int]:
+    keys = {k for r in by_seed.values() for k, v in r.items() if v not in ("", None)}
+    return sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(r"pruned_acc_ft(\d+)", k)))
+
+
+def recipe_steps(by_seed: dict[int, dict]) -> int | None:
+    r = next(iter(by_seed.values()))
+    epochs, per_epoch = as_number(r.get("finetune_epochs")), as_number(r.get("finetune_max_steps_per_epoch"))
+    return int(epochs * per_epoch) if epochs and per_epoch else None
+
+
+def depth_section(keep: int, methods: dict[str, dict[int, dict]], control: str) -> tuple[list[str], dict]:
+    units = int(as_number(next(iter(next(iter(methods.values())).values()))["units_total"]))
+    lines = [f"## {keep} of {units} blocks kept", ""]
+    ctrl = methods.get(control, {})
+    header = ["method", "seeds", "MACs red. (%)", "before FT (%)", "after FT (%)",
+              "Δ before FT vs control", "Δ after FT vs control", "pruning (s)"]  # fmt: skip
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for s in summary:
-        cells = [
-            f"`{s['method']}`",
-            ",".join(map(str, s["seeds"])),
-            "/".join(map(str, s["kept"])),
-            mean_std(s["dense"]),
-            mean_std(s["before"]),
-            f"**{mean_std(s['after'])}**",
-            mean_std(s["macs"]),
-            mean_std(s["params"]),
-            *[mean_std(s["latency"].get(b, [])) for b in bs],
-            mean_std(s["seconds"]),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Removed units per seed (0-based unit indices in forward order):", ""]
-    for s in summary:
-        per_seed = "; ".join(f"seed {seed}: {rem}" for seed, rem in zip(s["seeds"], s["removed"]))
-        lines.append(f"- `{s['method']}`: {per_seed}")
+    points = {}
+    order = sorted(methods, key=lambda m: -t_interval(list(column(methods[m], "pruned_acc").values()) or [0]).mean)
+    for m in order:
+        by_seed = methods[m]
+        acc = {name: column(by_seed, key) for name, key in STAGES.items()}
+        macs = t_interval(list(column(by_seed, "macs_reduction_pct").values()))
+        after = t_interval(list(acc["after FT"].values()))
+        diffs = [None if m == control else paired_difference(acc[n], column(ctrl, STAGES[n])) for n in STAGES]
+        cells_ = [f"`{m}`" + (" (control)" if m == control else ""), ",".join(map(str, sorted(by_seed))),
+                  macs.format(1), t_interval(list(acc["before FT"].values())).format(), after.format(),
+                  *[fmt_diff(d) if m != control else "" for d in diffs],
+                  t_interval(list(column(by_seed, "seconds_prune").values())).format(0)]  # fmt: skip
+        lines.append("| " + " | ".join(cells_) + " |")
+        points[m] = ((macs.mean, error_bar(macs)), (after.mean, error_bar(after)))
+    return lines + [""], points
+
+
+def budget_section(keep: int, methods: dict[str, dict[int, dict]], control: str) -> tuple[list[str], dict]:
+    with_budgets = {m: b for m, b in methods.items() if budgets_of(b)}
+    if not with_budgets:
+        return [], {}
+    steps = sorted({0, *(s for b in with_budgets.values() for s in [*budgets_of(b), recipe_steps(b) or 0])})
+    lines = [f"### Budget curves, {keep} blocks kept (accuracy after n fine-tuning steps, each from the same pruned "
+             "model; 0 = before fine-tuning)", ""]  # fmt: skip
+    header = ["method", "seeds", *[f"{s} steps (%)" for s in steps], *[f"Δ {s} vs control" for s in steps]]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    curves = {}
+
+    def series(by_seed: dict[int, dict]) -> dict[int, dict[int, float]]:
+        rs = recipe_steps(by_seed)
+        key = {0: "pruned_acc_before_ft", **({rs: "pruned_acc"} if rs else {})}
+        return {s: column(by_seed, key.get(s, f"pruned_acc_ft{s}")) for s in steps}
+
+    ctrl = series(with_budgets.get(control, {})) if control in with_budgets else {}
+    for m, by_seed in sorted(with_budgets.items(), key=lambda kv: kv[0] != control):
+        values = series(by_seed)
+        ivs = {s: t_interval(list(v.values())) for s, v in values.items() if v}
+        diffs = [("" if m == control else fmt_diff(paired_difference(values[s], ctrl.get(s, {})))) for s in steps]
+        shown = [ivs[s].format() if s in ivs else "–" for s in steps]
+        lines.append("| " + " | ".join([f"`{m}`", ",".join(map(str, sorted(by_seed))), *shown, *diffs]) + " |")
+        curves[m] = ([s for s in ivs], [ivs[s].mean for s in ivs], [error_bar(ivs[s]) for s in ivs])
+    return lines + [""], curves
+
+
+def cpu_hours(rows: list[dict]) -> float:
+    return sum(as_number(r.get("seconds_total")) or 0.0 for r in rows) / 3600
+
+
+def render(rows: list[dict], source: str, command: str | None, control: str, plot: Path | None) -> str:
+    from sglp.plots import plot_curve, plot_intervals
+
+    grid = cells(rows)
+    first = rows[0]
+    lines = [f"# Layer-pruning methods compared with intervals: {first['model']} / {first['dataset']}", ""]
+    made = f"Made by `{command}` from" if command else "Rendered from"
+    lines += [f"{made} `{source}` ({len(rows)} rows, {cpu_hours(rows):.1f} CPU hours of run time, the sum of the "
+              "rows' `seconds_total`).", "",
+              "Every cell: mean ± 95 % t-interval over the seeds listed (a seed fixes the calibration batches, the "
+              "random draws and the fine-tuning order). Δ vs control: the paired difference from "
+              f"`{control}` over the seeds both have, with its 95 % t-interval; **bold** = the interval excludes 0 "
+              "(a difference the seeds support). A cell with one seed has no interval and nothing in it is bold.",
+              ""]  # fmt: skip
+    for keep in sorted(grid, reverse=True):
+        section, points = depth_section(keep, grid[keep], control)
+        lines += section
+        if plot and points:
+            path = plot.parent / f"{plot.name}_keep{keep}.png"
+            plot_intervals(points, path, "MACs reduction (%)", "test accuracy after fine-tuning (%)",
+                           f"{keep} blocks kept: mean ± 95 % t-interval over seeds", highlight=(control,))  # fmt: skip
+            lines += [f"![accuracy vs MACs, {keep} kept]({path.name})", ""]
+        budget, curves = budget_section(keep, grid[keep], control)
+        lines += budget
+        if plot and curves:
+            path = plot.parent / f"{plot.name}_budgets_keep{keep}.png"
+            plot_curve(curves, path, "fine-tuning steps", "test accuracy (%)",
+                       f"{keep} blocks kept: accuracy vs fine-tuning budget (mean ± 95 % t-interval)")  # fmt: skip
+            lines += [f"![budget curves, {keep} kept]({path.name})", ""]
+    lines += ["Removed units per depth, method and seed (0-based unit indices in forward order):", ""]
+    for keep in sorted(grid, reverse=True):
+        for m, by_seed in sorted(grid[keep].items()):
+            per_seed = "; ".join(f"{s}: {json.loads(r['removed'])}" for s, r in sorted(by_seed.items()))
+            lines.append(f"- {keep} kept, `{m}`: {per_seed}")
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("table", type=Path, help="CSV of result rows (results_table of the runs)")
+    ap.add_argument("table", type=Path, help="CSV of result rows (the grid's results_table)")
     ap.add_argument("--out", type=Path, help="Markdown file to write")
-    ap.add_argument("--plot", type=Path, help="PNG: accuracy after fine-tuning vs MACs reduction")
-    ap.add_argument("--title", default="Layer-pruning methods compared")
+    ap.add_argument("--plot", type=Path, help="figure path prefix: <prefix>_keep<n>.png, <prefix>_budgets_keep<n>.png")
+    ap.add_argument("--control", default=CONTROL, help="the method every other is compared with (paired)")
     ap.add_argument("--command", help="the command that made the rows (stated in the output)")
-    args = ap.parse_args()
-    rows = read_rows([args.table])  # old labels (sglp/none/l1) read as today's (one-shot/l1)
+    args = ap.parse_args(argv)
+    rows = read_rows([args.table])
     if not rows:
-        raise SystemExit(f"{args.table} has no rows")
-    summary = summarise(rows)
-    emit_report(render(summary, args.title, args.command), args.out)
-    if args.plot:
-        points = {s["method"]: (s["macs"], s["after"]) for s in summary}
-        plot_accuracy_vs_reduction(points, args.plot, title=args.title)
+        print(f"compare_table: {args.table} has no rows yet: run `make compare`", file=sys.stderr)
+        return 2
+    source = str(args.table.resolve().relative_to(ROOT)) if args.table.resolve().is_relative_to(ROOT) else args.table
+    emit_report(render(rows, str(source), args.command, args.control, args.plot), args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

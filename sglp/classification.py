@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 from sglp.checkpoint import load_pruned, load_weights, save_checkpoint
+from sglp.dense_cache import file_digest
 from sglp.errors import CheckpointError, InvalidArgument
 from sglp.metrics import count_flops, count_parameters, measure_latency, reduction_pct
 from sglp.task import NoFinetuning, Task
@@ -76,8 +79,17 @@ class ClassificationTask(Task):
         key = {"dense": "dense_acc", "pruned_before_ft": "pruned_acc_before_ft", "pruned": "pruned_acc"}[stage]
         return {key: self.test_metrics(model, f"eval {stage}")["acc"]}
 
-    def finetune(self, model: nn.Module, seed: int, logger) -> tuple[nn.Module, dict[str, Any]]:
+    def recipe(self, steps: int | None = None) -> SGDConfig | NoFinetuning:
+        """The fine-tuning recipe; with `steps`, the same recipe stretched or cut to that many SGD steps (in as few
+        epochs as the training split allows, the steps spread evenly over them; the schedule spans them all)."""
         ft = self.finetune_config
+        if steps is None or not isinstance(ft, SGDConfig):
+            return ft
+        epochs = max(1, math.ceil(steps / len(self.data.train_batches(ft.batch_size))))
+        return dataclasses.replace(ft, epochs=epochs, max_steps_per_epoch=math.ceil(steps / epochs))
+
+    def finetune(self, model: nn.Module, seed: int, logger, steps: int | None = None) -> tuple[nn.Module, dict]:
+        ft = self.recipe(steps)
         if isinstance(ft, SGDConfig) and ft.epochs > 0:
             train(model, self.data, ft, seed=seed, desc="finetune", progress=self.progress,
                   on_epoch=lambda r: logger.log({f"finetune/{k}": v for k, v in r.items()}))  # fmt: skip
@@ -88,16 +100,16 @@ class ClassificationTask(Task):
     def finetunes(self) -> bool:
         return isinstance(self.finetune_config, SGDConfig) and self.finetune_config.epochs > 0
 
-    def _cost(self, model: nn.Module) -> dict[str, float]:
+    def measure_cost(self, model: nn.Module) -> dict[str, Any]:
         shape = self.data.input_shape
-        out: dict[str, float] = {"params": count_parameters(model), "flops": count_flops(model, shape)}
+        out: dict[str, Any] = {"params": count_parameters(model), "flops": count_flops(model, shape)}
         out["macs"] = out["flops"] / 2
         for b in self.latency_batch_sizes:
             out[f"latency_ms_bs{b}"] = measure_latency(model, shape, b, self.latency_threads, self.latency_min_run_time)
         return out
 
-    def cost(self, dense: nn.Module, pruned: nn.Module) -> dict[str, Any]:
-        d, p = self._cost(dense), self._cost(pruned)
+    def compare_cost(self, dense: dict[str, Any], pruned: dict[str, Any]) -> dict[str, Any]:
+        d, p = dense, pruned
         row: dict[str, Any] = {}
         for name in ("flops", "macs"):
             row.update({f"{name}_dense": d[name], f"{name}_pruned": p[name]})
@@ -110,6 +122,9 @@ class ClassificationTask(Task):
             row.update({f"latency_ms_dense_bs{b}": ld, f"latency_ms_pruned_bs{b}": lp,
                         f"latency_reduction_pct_bs{b}": reduction_pct(ld, lp)})  # fmt: skip
         return row
+
+    def weights_digest(self) -> str | None:
+        return file_digest([Path(self.checkpoint)]) if self.checkpoint and Path(self.checkpoint).is_file() else None
 
     def save(self, model: nn.Module, run_dir: Path, **meta: Any) -> Path:
         return save_checkpoint(Path(run_dir) / "pruned_model.pt", model, **meta)

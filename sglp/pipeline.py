@@ -7,6 +7,7 @@ A job takes a `Task` (sglp.task: what a kind of model measures and how it recove
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -19,7 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from sglp import validation
+from sglp.dense_cache import DenseCache, NoCache
 from sglp.device import is_main
+from sglp.errors import InvalidArgument
 from sglp.plots import plot_cka, plot_kept_units
 from sglp.report import NullLogger, git_commit, publish_row
 from sglp.strategy import Strategy, every_subset_space, timed
@@ -39,6 +43,13 @@ class JobSettings:
     save_pruned_model: bool = True
     progress: bool = True
     unique_rows: bool = False  # skip_existing: one row per config_key in the results table, even for racing jobs
+    finetune_budgets: tuple[int, ...] = ()  # extra recovery budgets (steps), each from the same pruned model
+
+    def __post_init__(self) -> None:
+        validation.integer("calibration.batch_size", self.calib_batch_size)
+        validation.integer("calibration.num_batches", self.calib_batches)
+        for steps in self.finetune_budgets:
+            validation.integer("finetune_budgets", steps)
 
 
 def run_pruning(
@@ -52,21 +63,32 @@ def run_pruning(
     identity: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
     tags: list[str] | None = None,
+    dense_cache: DenseCache | None = None,
 ) -> dict[str, Any]:
-    """Measure the trained `model`, prune it with `strategy`, fine-tune, measure again; write and return one row."""
+    """Measure the trained `model`, prune it with `strategy`, fine-tune, measure again; write and return one row.
+
+    `dense_cache`: the dense model's test metrics and cost are read from it when a run of the same weights and
+    settings measured them before (row column `dense_cached`). `settings.finetune_budgets`: besides the recipe's own
+    fine-tuning, a copy of the pruned model is fine-tuned for each budget of steps (row: `<metric>_ft<steps>`)."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     logger, s, timings = logger or NullLogger(), settings, {}
     units_total = len(prunable_units(model))
     strategy.check(units_total)
+    if s.finetune_budgets and not task.finetunes:
+        raise InvalidArgument(f"finetune_budgets={list(s.finetune_budgets)} with no fine-tuning recipe: choose a "
+                              "finetune config, or drop finetune_budgets")  # fmt: skip
     torch.manual_seed(s.seed)
     logger.start(run_dir.name, dict(config or {}), run_dir, tags)
     task.prepare(run_dir, s.seed)
 
+    cache, digest = (dense_cache or NoCache()), task.weights_digest()
+    cache = cache if digest is not None else NoCache()
     metrics: dict[str, Any] = {}
     with timed(timings, "seconds_eval_dense"):
-        metrics.update(task.evaluate(model, "dense"))
+        dense_metrics, from_cache = cache.get(digest, "evaluate", lambda: task.evaluate(model, "dense"))
+        metrics.update(dense_metrics)
     log.info("dense: %s (%d prunable units)", metrics, units_total)
 
     calibration = task.calibration(seed=s.seed + 1)
@@ -87,6 +109,11 @@ def run_pruning(
     with timed(timings, "seconds_eval_pruned"):
         before = task.evaluate(pruned, "pruned_before_ft")
     metrics.update(before)
+    with timed(timings, "seconds_finetune_budgets"):
+        for steps in s.finetune_budgets:  # each from the same pruned weights (the recipe's run comes last)
+            tuned, _ = task.finetune(copy.deepcopy(pruned), s.seed, NullLogger(), steps=steps)
+            metrics.update({f"{k}_ft{steps}": v for k, v in task.evaluate(tuned, "pruned").items()})
+            del tuned
     with timed(timings, "seconds_finetune"):
         pruned, finetuning = task.finetune(pruned, s.seed, logger)
         if task.finetunes:
@@ -94,13 +121,15 @@ def run_pruning(
         else:  # no recovery: the pruned model's numbers are those before fine-tuning
             metrics.update({k.replace("_before_ft", ""): v for k, v in before.items()})
     with timed(timings, "seconds_cost"):
-        cost = task.cost(model, pruned)
+        dense_cost, cost_cached = cache.get(digest, "cost", lambda: task.measure_cost(model))
+        cost = task.compare_cost(dense_cost, task.measure_cost(pruned))
 
     row: dict[str, Any] = dict(identity or {})
     row.update({**strategy.describe(result), "k": len(result.segments), "segments": result.segments,
                 "kept": result.kept, "removed": result.removed, "units_total": units_total,
                 "units_kept": len(result.kept), "units_kept_target": strategy.units_kept_target(units_total),
-                "calib_batch_size": s.calib_batch_size, "calib_batches": s.calib_batches})  # fmt: skip
+                "calib_batch_size": s.calib_batch_size, "calib_batches": s.calib_batches,
+                "dense_cached": from_cache and cost_cached})  # fmt: skip
     row.update({**metrics, **finetuning, **cost})
     row.update({"search_space": result.search.search_space,
                 "search_space_every_subset": every_subset_space(result.segments),

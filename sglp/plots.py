@@ -67,6 +67,30 @@ def plot_accuracy_vs_reduction(
     return _save(fig, path, tight=False)
 
 
+def plot_intervals(
+    points: dict[str, tuple[tuple[float, float], tuple[float, float]]],
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    highlight: tuple[str, ...] = (),
+) -> Path:
+    """One point per method at (x mean, y mean) with its interval half-widths as error bars: {label: ((x, x_half),
+    (y, y_half))}. `highlight`: labels drawn larger, with a black edge."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    cmap = plt.get_cmap("tab10")
+    for c, (label, ((x, xh), (y, yh))) in enumerate(sorted(points.items())):
+        big = label in highlight
+        ax.errorbar(x, y, xerr=xh, yerr=yh, fmt="os^Dv"[c // 10 % 5], color=cmap(c % 10), capsize=3, label=label,
+                    markersize=8 if big else 6, markeredgecolor="black" if big else None)  # fmt: skip
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(textwrap.fill(title, 80))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _save(fig, path, tight=False)
+
+
 def plot_kept_units(
     widths: list[int],
     kept: list[int],

@@ -49,7 +49,10 @@ VOLATILE_KEYS = (
     "pretrain_if_missing",
     "skip_existing",
     "dry_run",
+    "dense_cache",
 )
+# Keys added after rows existed: left out of the key while they hold their default, so old rows keep their keys.
+LATER_KEYS = {"finetune_budgets": []}
 
 # The papers' column names for a row's metrics (logged to W&B as `paper/<name>` beside the row's own keys).
 # The papers' "FLOPs" reductions count multiply-accumulates: they map to our MACs column.
@@ -75,6 +78,7 @@ def config_key(config: Mapping[str, Any], root: str | None = None) -> str:
     """A short hash identifying a run by its resolved config, ignoring VOLATILE_KEYS; paths under `root`
     count as relative, so a clone elsewhere computes the same key."""
     kept = {k: v for k, v in config.items() if k not in VOLATILE_KEYS}
+    kept = {k: v for k, v in kept.items() if not (k in LATER_KEYS and v == LATER_KEYS[k])}
     text = json.dumps(kept, sort_keys=True, default=str)
     if root:
         text = text.replace(str(root).rstrip("/") + "/", "")

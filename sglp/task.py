@@ -97,12 +97,25 @@ class Task(ABC):
         """Quality of `model` as row entries; `stage` is `dense`, `pruned_before_ft` or `pruned`."""
 
     @abstractmethod
-    def finetune(self, model: nn.Module, seed: int, logger) -> tuple[nn.Module, dict[str, Any]]:
-        """Recovery after pruning: (the fine-tuned model, row entries describing what was run)."""
+    def finetune(self, model: nn.Module, seed: int, logger, steps: int | None = None) -> tuple[nn.Module, dict]:
+        """Recovery after pruning: (the fine-tuned model, row entries describing what was run). `steps`: the
+        recipe with this budget of optimizer steps instead of its own (budget curves)."""
 
     @abstractmethod
+    def measure_cost(self, model: nn.Module) -> dict[str, Any]:
+        """Cost of one model (parameters, MACs, latency or throughput); JSON-serialisable (the dense cache)."""
+
+    @abstractmethod
+    def compare_cost(self, dense: dict[str, Any], pruned: dict[str, Any]) -> dict[str, Any]:
+        """Row entries from two `measure_cost` results: both values and the reductions."""
+
     def cost(self, dense: nn.Module, pruned: nn.Module) -> dict[str, Any]:
-        """Cost of both models as row entries (parameters, MACs, latency or throughput and their reductions)."""
+        """Cost of both models as row entries."""
+        return self.compare_cost(self.measure_cost(dense), self.measure_cost(pruned))
+
+    def weights_digest(self) -> str | None:
+        """A digest of the trained weights `load_model` reads (keys the dense cache); None: not cacheable."""
+        return None
 
     @abstractmethod
     def save(self, model: nn.Module, run_dir: Path, **meta: Any) -> Path:

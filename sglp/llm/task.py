@@ -6,6 +6,7 @@ continuation task built from the test text); parameters; throughput in tokens/s 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -129,21 +130,30 @@ class CausalLMTask(Task):
         log.info("%s: %s", stage, {k: round(v, 3) for k, v in out.items()})
         return out
 
-    def finetune(self, model: nn.Module, seed: int, logger) -> tuple[nn.Module, dict[str, Any]]:
+    def finetune(self, model: nn.Module, seed: int, logger, steps: int | None = None) -> tuple[nn.Module, dict]:
         ft = self.finetune_config
+        if steps is not None and isinstance(ft, LoRAConfig):
+            ft = dataclasses.replace(ft, steps=steps)
         if not isinstance(ft, LoRAConfig):
             return model, {"lora_steps": 0, "lora_final_loss": None}
         data = self.finetune_data_factory(encode=self.tokenizer.encode) if self.finetune_data_factory else self.data
         model, losses = lora_finetune(model, data, ft, seed=seed, progress=self.progress)
         return model, {"lora_steps": ft.steps, "lora_final_loss": losses[-1] if losses else None}
 
-    def cost(self, dense: nn.Module, pruned: nn.Module) -> dict[str, Any]:
-        pd, pp = count_parameters(dense), count_parameters(pruned)
-        row: dict[str, Any] = {"params_dense": pd, "params_pruned": pp, "params_reduction_pct": reduction_pct(pd, pp)}
-        vocab = dense.config.get_text_config(decoder=True).vocab_size
+    def measure_cost(self, model: nn.Module) -> dict[str, Any]:
+        vocab = model.config.get_text_config(decoder=True).vocab_size
+        out: dict[str, Any] = {"params": count_parameters(model)}
         for b in self.latency_batch_sizes:
-            d = tokens_per_second(dense, b, self.data.seq_len, vocab, self.latency_min_run_time)
-            p = tokens_per_second(pruned, b, self.data.seq_len, vocab, self.latency_min_run_time)
+            out[f"tokens_per_s_bs{b}"] = tokens_per_second(
+                model, b, self.data.seq_len, vocab, self.latency_min_run_time
+            )
+        return out
+
+    def compare_cost(self, dense: dict[str, Any], pruned: dict[str, Any]) -> dict[str, Any]:
+        pd, pp = dense["params"], pruned["params"]
+        row: dict[str, Any] = {"params_dense": pd, "params_pruned": pp, "params_reduction_pct": reduction_pct(pd, pp)}
+        for b in self.latency_batch_sizes:
+            d, p = dense[f"tokens_per_s_bs{b}"], pruned[f"tokens_per_s_bs{b}"]
             row.update({f"tokens_per_s_dense_bs{b}": d, f"tokens_per_s_pruned_bs{b}": p, f"speedup_bs{b}": p / d})
         return row
 

@@ -1,0 +1,72 @@
+"""Small statistics for comparisons over seeds: t-intervals, paired differences, bootstrap intervals.
+
+Every function takes plain sequences and returns numbers; `Interval` prints as `mean ± half-width`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as _scipy_stats
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a symmetric (t) or percentile (bootstrap) interval [low, high] from n values."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    def excludes(self, value: float = 0.0) -> bool:
+        """Whether `value` lies outside the interval (the difference is significant at its level)."""
+        return self.n > 1 and not (self.low <= value <= self.high)
+
+    def format(self, digits: int = 2) -> str:
+        if self.n < 2 or not math.isfinite(self.half_width):
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.half_width:.{digits}f}"
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> Interval:
+    """Mean of `values` (n) with the Student-t interval mean ± t_{n-1, (1+level)/2} · s / sqrt(n); n = 1 gives a
+    point (no interval), s is the sample standard deviation (ddof 1)."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        raise ValueError("t_interval of no values")
+    m = float(x.mean())
+    if x.size == 1:
+        return Interval(m, m, m, 1)
+    half = float(_scipy_stats.t.ppf((1 + level) / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return Interval(m, m - half, m + half, int(x.size))
+
+
+def paired_difference(a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95) -> Interval | None:
+    """t-interval of a[s] - b[s] over the seeds s both have (paired: the same seed draws the same calibration
+    data and fine-tuning order for both methods); None when they share no seed."""
+    common = sorted(set(a) & set(b))
+    if not common:
+        return None
+    return t_interval([a[s] - b[s] for s in common], level)
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float], n: int, resamples: int = 2000, level: float = 0.95, seed: int = 0
+) -> Interval:
+    """Percentile bootstrap of `statistic(indices)` over `n` items resampled with replacement; the point estimate
+    is the statistic on all items. Resamples on which the statistic is undefined (nan) are dropped."""
+    rng = np.random.default_rng(seed)
+    point = float(statistic(np.arange(n)))
+    draws = np.array([statistic(rng.integers(0, n, n)) for _ in range(resamples)], dtype=float)
+    draws = draws[np.isfinite(draws)]
+    alpha = (1 - level) / 2
+    low, high = np.quantile(draws, [alpha, 1 - alpha]) if draws.size else (math.nan, math.nan)
+    return Interval(point, float(low), float(high), n)

@@ -1,0 +1,52 @@
+"""sglp.stats against textbook values: Student-t quantiles from the printed table, intervals computed by hand,
+and a bootstrap that must cover the mean of a known distribution at about its nominal rate."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sglp.stats import bootstrap_interval, paired_difference, t_interval
+
+# t_{df, 0.975} from a printed Student-t table (e.g. Montgomery, Applied Statistics, Table IV)
+T_975 = {1: 12.706, 2: 4.303, 4: 2.776, 9: 2.262, 29: 2.045}
+
+
+@pytest.mark.parametrize("df", sorted(T_975))
+def test_t_interval_half_width_is_the_table_quantile_times_the_standard_error(df):
+    x = np.arange(df + 1, dtype=float) ** 1.5
+    s = math.sqrt(sum((v - x.mean()) ** 2 for v in x) / df)  # sample standard deviation by hand
+    ci = t_interval(x)
+    assert ci.mean == pytest.approx(x.mean())
+    assert ci.half_width == pytest.approx(T_975[df] * s / math.sqrt(df + 1), rel=2e-4)
+
+
+def test_three_seeds_by_hand():
+    ci = t_interval([88.0, 89.0, 90.5])  # mean 89.1667, s = 1.2583, se = 0.7265, t = 4.303
+    assert (ci.mean, ci.half_width) == (pytest.approx(89.1667, abs=1e-4), pytest.approx(3.126, abs=1e-3))
+    assert ci.format() == "89.17 ± 3.13" and t_interval([88.0]).format() == "88.00"
+    assert not t_interval([88.0]).excludes(0.0)
+
+
+def test_paired_difference_uses_only_shared_seeds_and_detects_a_consistent_gain():
+    a = {0: 88.0, 1: 86.0, 2: 90.0, 3: 70.0}
+    b = {0: 87.0, 1: 85.1, 2: 88.9}
+    d = paired_difference(a, b)
+    assert d.n == 3 and d.mean == pytest.approx(1.0, abs=1e-9) and d.excludes(0.0)
+    # unpaired, the same numbers overlap heavily: the seeds' spread hides the gain
+    assert t_interval(list(b.values())).high > t_interval([a[s] for s in b]).low
+    assert paired_difference(a, {7: 1.0}) is None
+    assert not paired_difference({0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 1.0, 2: 3.0}).excludes(0.0)
+
+
+def test_t_and_bootstrap_intervals_cover_the_true_mean_at_about_95_percent():
+    rng = np.random.default_rng(0)
+    covered_t = covered_boot = 0
+    trials = 300
+    for i in range(trials):
+        x = rng.normal(5.0, 2.0, size=30)
+        covered_t += t_interval(x).low <= 5.0 <= t_interval(x).high
+        b = bootstrap_interval(lambda idx, x=x: float(x[idx].mean()), len(x), resamples=400, seed=i)
+        covered_boot += b.low <= 5.0 <= b.high
+    assert 0.91 <= covered_t / trials <= 0.99
+    assert 0.88 <= covered_boot / trials <= 0.98  # the percentile bootstrap is a little narrow at n = 30
