@@ -43,6 +43,7 @@ def run(cfg: DictConfig) -> dict:
     """One call per mode: the pre-flight, pretraining, the evaluation of a saved pruned model, or a prune job."""
     import torch
 
+    from sglp import validation
     from sglp.device import init_distributed, is_main, rank, resolve_device
     from sglp.errors import InvalidArgument
     from sglp.pipeline import JobSettings, run_evaluation, run_pretraining, run_pruning
@@ -51,6 +52,7 @@ def run(cfg: DictConfig) -> dict:
 
     if cfg.mode not in MODES:
         raise InvalidArgument(f"mode={cfg.mode!r}: choose one of {MODES}")
+    validation.integer("threads", cfg.threads, allow_none=True)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     init_distributed()  # a no-op unless launched by torchrun (or as SLURM tasks) with several processes
     device = resolve_device(cfg.device)
@@ -67,6 +69,8 @@ def run(cfg: DictConfig) -> dict:
     tags = [cfg.mode, cfg.model.name, cfg.dataset.name, f"table:{cfg.name}", *(["rehearsal"] if cfg.rehearse else [])]
     if results_table and cfg.mode == "prune":
         check_writable(results_table)  # before any work: a row that cannot be written loses the run
+    if cfg.dense_cache and cfg.mode == "prune":
+        check_writable(Path(cfg.dense_cache) / ".write_test", key="dense_cache", fix="dense_cache=outputs/dense_cache")
     task = build_task(cfg, device)
     strategy = instantiate(cfg.strategy) if cfg.mode == "prune" else None  # validated before any training
     settings = JobSettings(
@@ -314,5 +318,51 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+HYDRA_MODES = set(
+    "--cfg -c --package -p --config-path -cp --config-name -cn --config-dir -cd --info -i --shell-completion -sc "
+    "--experimental-rerun --help -h --hydra-help".split()
+)
+
+
+def check_command_line(argv: list[str]) -> str | None:
+    """Compose the config for the command line before Hydra runs it: an unknown option or key, or a malformed
+    override, becomes one message (None when it composes). A multirun checks every swept value."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    flags = [a for a in argv if a.startswith("-")]
+    if any(f.split("=")[0] in HYDRA_MODES for f in flags):
+        return None  # Hydra's own modes
+    overrides = [
+        a for a in argv if not a.startswith("-") and not a.startswith(("hydra.", "hydra/", "+hydra", "~hydra"))
+    ]
+    parser = OverridesParser.create()
+    for override in overrides:  # one at a time: a message about a malformed one names it
+        try:
+            parser.parse_overrides([override])
+        except HydraException as e:
+            return f"cannot parse the override {override!r}: {' '.join(str(e).split())}"
+    try:
+        parsed = parser.parse_overrides(overrides)
+        variants = [[o.input_line for o in parsed if not o.is_sweep_override()]]
+        sweeps = [o for o in parsed if o.is_sweep_override()]
+        if sweeps:  # each swept value once, the other sweeps at their first value
+            firsts = [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" for o in sweeps]
+            variants = [variants[0] + firsts[:i] + [f"{o.get_key_element()}={v}"] + firsts[i + 1 :]
+                        for i, o in enumerate(sweeps) for v in o.sweep_string_iterator()]  # fmt: skip
+        with initialize_config_dir(config_dir=str(Path(__file__).parent / "configs"), version_base="1.3"):
+            for variant in variants:
+                compose(config_name="config", overrides=variant)
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        message = " ".join(str(e).split())
+        return f"{message} (`python run.py --help` lists the config groups and their options)"
+    return None
+
+
 if __name__ == "__main__":
+    if problem := check_command_line(sys.argv[1:]):
+        print(f"sglp: error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -27,6 +27,7 @@ class ClassificationTask(Task):
     """A classifier `net` whose trained weights sit at `checkpoint` (None: the weights it was built with, e.g.
     torchvision's). Accuracy in %, cost as parameters, FLOPs/MACs of one example and latency per batch size."""
 
+    kind = "classification"
     recipes = (SGDConfig,)
 
     def __init__(

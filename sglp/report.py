@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import math
 import subprocess
 from collections.abc import Mapping
@@ -85,7 +86,7 @@ def config_key(config: Mapping[str, Any], root: str | None = None) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def check_writable(table: str | Path) -> None:
+def check_writable(table: str | Path, key: str = "results_table", fix: str = "results_table=outputs/runs.csv") -> None:
     """InvalidArgument now, before any work, if the results table cannot be created or appended to (a run that
     computes for hours and then cannot write its row loses everything)."""
     from sglp.errors import InvalidArgument
@@ -99,8 +100,8 @@ def check_writable(table: str | Path) -> None:
             table.unlink()  # created only to test: the first row writes the header
     except OSError as e:
         raise InvalidArgument(
-            f"results_table={table} cannot be written ({e.strerror}): choose a writable path, e.g. "
-            "results_table=outputs/runs.csv"
+            f"{key}={Path(table).parent if key != 'results_table' else table} cannot be written ({e.strerror}): "
+            f"choose a writable path, e.g. {fix}"
         ) from None
 
 
@@ -144,19 +145,18 @@ def append_row(row: Mapping[str, Any], table: str | Path, unique: bool = False) 
                 rows = list(reader)
         if unique and any(r.get("config_key") == str(row.get("config_key")) for r in rows):
             return False
-        new = [k for k in row if k not in fields]
-        if new or not fields:
-            fields += new
-            tmp = table.with_suffix(".tmp")
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=fields)
-                w.writeheader()
-                w.writerows(rows)
-                w.writerow({k: _cell(v) for k, v in row.items()})
-            tmp.replace(table)
-        else:
-            with open(table, "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=fields).writerow({k: _cell(v) for k, v in row.items()})
+        fields += [k for k in row if k not in fields]  # new columns: the header grows, old rows get empty cells
+        # The whole table goes to a temporary file, synced, then renamed over the old one: a writer killed at any
+        # moment leaves either the old table or the new one, never a torn row.
+        tmp = table.with_name(f".{table.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+            w.writerow({k: _cell(v) for k, v in row.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, table)
     return True
 
 

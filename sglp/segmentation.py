@@ -157,14 +157,15 @@ class Segmenter(ABC):
         """Segments of `num_units` units, from their (L, L) similarity when `needs_similarity`."""
 
 
-def check_k(k, num_units: int, auto: bool) -> None:
+def check_k(k, num_units: int | None, auto: bool) -> None:
+    """segmenter.k: an integer in 1..num_units (or `auto`); num_units None = not known yet (at construction)."""
     if auto and k == "auto":
         return
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_units:
-        raise InvalidArgument(
-            f"segmenter.k={k!r} is invalid for a model with {num_units} prunable units: "
-            f"use 1 <= k <= {num_units}" + (", or k=auto" if auto else "")
-        )
+    top = num_units if num_units is not None else float("inf")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= top:
+        model = f" for a model with {num_units} prunable units" if num_units is not None else ""
+        allowed = f"1 <= k <= {num_units}" if num_units is not None else "an integer k >= 1"
+        raise InvalidArgument(f"segmenter.k={k!r} is invalid{model}: use {allowed}" + (", or k=auto" if auto else ""))
 
 
 @dataclass
@@ -183,7 +184,7 @@ class FisherSegmenter(Segmenter):
         if self.k == "auto" and (isinstance(self.k_max, bool) or not isinstance(self.k_max, int) or self.k_max < 1):
             raise InvalidArgument(f"segmenter.k_max={self.k_max!r} must be an integer >= 1")
         if self.k != "auto":
-            check_k(self.k, 10**9, auto=True)
+            check_k(self.k, None, auto=True)
 
     @property
     def min_segments(self) -> int:
@@ -220,7 +221,7 @@ class UniformSegmenter(Segmenter):
     needs_similarity = False  # the job skips the CKA stage
 
     def __post_init__(self) -> None:
-        check_k(self.k, 10**9, auto=False)
+        check_k(self.k, None, auto=False)
 
     @property
     def min_segments(self) -> int:

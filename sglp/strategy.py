@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sglp.errors import InvalidArgument
 from sglp.scorers.base import CalibrationSource, Scorer
 from sglp.search import SearchResult, SegmentSearch, target_keep
 from sglp.segmentation import Segmentation, Segmenter
@@ -81,6 +82,9 @@ class Strategy(ABC):
     def units_kept_target(self, num_units: int) -> int | None:
         return None
 
+    def check_kind(self, kind: str) -> None:  # noqa: B027 (optional: most strategies prune any kind)
+        """Fail fast when a component cannot handle this kind of model (configs/kind/<kind>)."""
+
 
 class SegmentedPruning(Strategy):
     """Similarity -> segmenter -> per-segment search with a scorer (a candidate scorer, or a per-unit criterion).
@@ -90,6 +94,11 @@ class SegmentedPruning(Strategy):
                  label_groups: tuple[str, ...] = ("segmenter", "scorer")) -> None:  # fmt: skip
         self.similarity, self.segmenter, self.search, self.scorer = similarity, segmenter, search, scorer
         self.name, self.label_groups = name, tuple(label_groups)
+
+    def check_kind(self, kind: str) -> None:
+        if kind not in self.scorer.kinds:
+            raise InvalidArgument(f"scorer {type(self.scorer).__name__} scores {' or '.join(self.scorer.kinds)} "
+                                  f"models, not this {kind} model: choose another scorer (or method)")  # fmt: skip
 
     def check(self, num_units: int) -> None:
         self.segmenter.check(num_units)

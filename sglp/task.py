@@ -33,6 +33,7 @@ class Task(ABC):
     `data_factory()` builds the splits (`calib_batches(batch_size, num_batches, seed)`, `test_batches`, ...).
     """
 
+    kind: str = ""  # the configs/kind/ name (scorers list the kinds they can score)
     recipes: tuple[type, ...] = ()  # fine-tuning configs this kind accepts (NoFinetuning always)
 
     def __init__(self, data_factory: Callable[..., Any], finetune: Any, progress: bool = True) -> None:

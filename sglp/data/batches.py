@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from sglp.errors import InvalidArgument
+
 
 def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
     """Per-sample random crop (zero padding `pad`) and horizontal flip of a (B, C, H, W) batch."""
@@ -194,7 +196,8 @@ def class_balanced_indices(labels: torch.Tensor, per_class: int, seed: int = 0) 
 def split_calibration(images: torch.Tensor, labels: torch.Tensor, calib_size: int, seed: int = 1234):
     """Split (images, labels) into (train, calib) with a fixed seeded permutation."""
     if not 0 < calib_size < len(labels):
-        raise ValueError(f"calib_size must be in 1..{len(labels) - 1}, got {calib_size}")
+        raise InvalidArgument(f"dataset.splits.calib_size={calib_size} must be in 1..{len(labels) - 1} (examples held "
+                              "out of the training files for calibration)")  # fmt: skip
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     calib, train = perm[:calib_size], perm[calib_size:]
     return images[train], labels[train], images[calib], labels[calib]

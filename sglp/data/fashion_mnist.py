@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,16 @@ MEAN, STD = (0.2860,), (0.3530,)
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped): big-endian header, then the raw array."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # not gzip, or cut short
+        raise DataNotFoundError(f"{path} cannot be read ({type(e).__name__}: {e}); delete it and fetch the data "
+                                "again") from None  # fmt: skip
+    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in dtypes or len(data) < 4 + 4 * data[3]:
         raise DataNotFoundError(f"{path} is not an IDX file (bad magic number); delete it and fetch the data again")
-    dtype = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[data[2]]
+    dtype = dtypes[data[2]]
     ndim = data[3]
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     arr = np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim)

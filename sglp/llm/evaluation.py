@@ -9,7 +9,7 @@ import random
 from collections.abc import Mapping
 from pathlib import Path
 
-from sglp.errors import InvalidArgument
+from sglp.errors import DataNotFoundError, InvalidArgument
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 
@@ -48,6 +48,23 @@ def task_manager(metadata: tuple[tuple[str, object], ...]):
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=str(TASKS_DIR), metadata=dict(metadata))
+
+
+def check_tasks(metrics: Mapping[str, str], metadata: Mapping[str, object] | None = None) -> None:
+    """Load every task's dataset now (before any measurement): a hub task that cannot be fetched is one clear
+    error at the start of a run, not an exception after the dense evaluation."""
+    from lm_eval.tasks import get_task_dict
+
+    manager = task_manager(tuple(sorted((metadata or {}).items())))
+    try:
+        get_task_dict(list(metrics), task_manager=manager)
+    except Exception as e:  # noqa: BLE001 - datasets / hub / lm-eval raise many types for "not available"
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise DataNotFoundError(
+            f"lm-eval tasks {sorted(metrics)} cannot be loaded ({type(e).__name__}: {first}). Hub tasks need "
+            "their datasets from the Hugging Face hub once (then the datasets cache serves them offline); without "
+            "internet use tasks=local"
+        ) from None
 
 
 def evaluate_tasks(

@@ -25,7 +25,9 @@ LAYER_PATHS = (
 
 
 def decoder_layers(model: nn.Module, layers_path: str | None = None) -> tuple[str, nn.ModuleList]:
-    """(attribute path, ModuleList) of the model's decoder layers."""
+    """(attribute path, ModuleList) of the model's decoder layers: at `layers_path`, else at the model's
+    `sglp_layers_path` (model.layers_path in the config), else at the first of LAYER_PATHS that holds them."""
+    layers_path = layers_path or getattr(model, "sglp_layers_path", None)
     for path in [layers_path] if layers_path else LAYER_PATHS:
         try:
             layers = model.get_submodule(path)

@@ -47,6 +47,12 @@ def load_causal_lm(path: str, dtype: str = "auto", device_map: str | None = None
             "LLaMA-3.1, an accepted licence and `huggingface-cli login`; or download once and set model.path to "
             "the local directory."
         ) from None
+    except Exception as e:  # noqa: BLE001 - a damaged file: tokenizers, safetensors and json raise their own types
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"cannot load {path}: a file in it is damaged ({type(e).__name__}: {first}). Fix: re-create the folder "
+            "(`python run.py model=<model> mode=pretrain overwrite=true`) or download the model again."
+        ) from None
     return model.eval(), tokenizer
 
 

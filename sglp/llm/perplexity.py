@@ -92,6 +92,8 @@ class PerplexityScorer(Scorer):
     model's dtype); a candidate then runs the embedding and the layers from the segment on. Scores are identical
     to running the whole model (tests/test_llm_layers.py)."""
 
+    kinds = ("causal_lm",)
+
     maximize = False
     needs_grad = False
 

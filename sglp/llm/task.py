@@ -50,6 +50,7 @@ class CausalLMTask(Task):
     the metric reported for each.
     """
 
+    kind = "causal_lm"
     recipes = (LoRAConfig,)
     evaluate_hint = "evaluate a pruned LLM by loading its directory with model.path=<run dir>/pruned_model"
 
@@ -70,12 +71,14 @@ class CausalLMTask(Task):
         latency_batch_sizes: Sequence[int] = (1, 8),
         latency_min_run_time: float = 1.0,
         build: Callable[..., nn.Module] | None = None,
+        layers_path: str | None = None,
         vocab_size: int | None = None,
         corpus: str | None = None,
         corpus_held_out: float = 0.1,
         progress: bool = True,
     ) -> None:
         super().__init__(data, finetune, progress)
+        self.layers_path = layers_path
         self.check_measurement(eval_batch_size, eval_max_batches, latency_batch_sizes, latency_min_run_time)
         validation.integer("lm_eval.task_limit", task_limit, allow_none=True)
         validation.integer("lm_eval.local_items", local_items)
@@ -101,6 +104,11 @@ class CausalLMTask(Task):
         from sglp.llm.models import load_causal_lm
 
         model, self.tokenizer = load_causal_lm(self.path, self.dtype, self.device_map)
+        if self.layers_path:  # checked now: every later stage finds the layers through this attribute
+            from sglp.llm.layers import decoder_layers
+
+            decoder_layers(model, self.layers_path)
+            model.sglp_layers_path = self.layers_path
         if self.device_map is None:
             model.to(self.device)
         return model
@@ -111,12 +119,13 @@ class CausalLMTask(Task):
         return self.data_factory(encode=self.tokenizer.encode)
 
     def prepare(self, run_dir: Path, seed: int) -> None:
-        from sglp.llm.evaluation import write_continuation_items
+        from sglp.llm.evaluation import check_tasks, write_continuation_items
 
         if self.tasks:
             text = self.tokenizer.decode(self.data.test_x.reshape(-1).tolist())
             self.items_path = write_continuation_items(text, Path(run_dir) / "continuation_items.jsonl",
                                                        self.local_items, seed=seed)  # fmt: skip
+            check_tasks(self.tasks, {"path": str(self.items_path)})
 
     def evaluate(self, model: nn.Module, stage: str) -> dict[str, float]:
         from sglp.llm.evaluation import evaluate_tasks

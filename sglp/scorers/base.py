@@ -51,6 +51,7 @@ class Scorer(ABC):
     maximize: bool = True
     needs_grad: bool = False
     importance: torch.Tensor | None = None
+    kinds: tuple[str, ...] = ("classification", "causal_lm")  # the Task kinds whose models it can score
 
     @abstractmethod
     def prepare(self, calibration: CalibrationSource, model: nn.Module | None = None) -> None:
