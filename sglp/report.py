@@ -6,8 +6,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import math
+import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
