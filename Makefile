@@ -9,7 +9,7 @@ export WANDB_SILENT ?= true
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install data data-llm demo demo-llm compare compare-table test test-all lint pretrain pretrain-llm clean tables-cpu gpu-check
+.PHONY: help install data data-llm demo demo-llm compare compare-table scorer-study test test-all lint pretrain pretrain-llm clean tables-cpu gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ compare: data  ## the comparison grid with intervals (hours on a CPU; resumable)
 	$(COMPARE) search.keep=8 method=sglp_paper finetune_budgets=[50,600]
 	$(COMPARE) search.keep=14,20 method=sglp_paper
 	$(MAKE) -s compare-table
+
+scorer-study: data  ## does the in-segment score pick good layers? 50 candidates x 3 seeds x 2 depths (hours; resumable)
+	$(PY) scripts/study_scorers.py --rows results/rows/scorer_study.csv --out results/scorer_study.md
 
 compare-table:  ## render results/compare_fashion_mnist.md from the grid's rows so far
 	$(PY) scripts/compare_table.py results/rows/compare.csv --out results/compare_fashion_mnist.md \

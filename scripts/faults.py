@@ -325,11 +325,15 @@ def same_weights(a: Path, b: Path) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def max_abs_diff(a: Path, b: Path) -> float:
+def weight_difference(a: Path, b: Path) -> str:
+    """How far two checkpoints' trainable weights are apart (BatchNorm running statistics left out)."""
     import torch
 
     sa, sb = (torch.load(p, map_location="cpu", weights_only=False)["state_dict"] for p in (a, b))
-    return max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa if sa[k].is_floating_point())
+    keys = [k for k in sa if sa[k].is_floating_point() and "running_" not in k]
+    diff = torch.cat([(sa[k].double() - sb[k].double()).flatten() for k in keys])
+    norm = torch.cat([sa[k].double().flatten() for k in keys]).norm()
+    return f"max abs. {float(diff.abs().max()):.3g}, relative L2 {float(diff.norm() / norm):.3g}"
 
 
 def killed_and_resumed(
@@ -403,10 +407,10 @@ def kill_section(work: Path, rng: random.Random, quick: bool) -> list[dict]:
                 "unreadable": [],
                 "completed": True,
                 "equal": None,
-                "max_abs_diff": max_abs_diff(ref, other),
+                "difference": weight_difference(ref, other),
             }
         )
-        print(f"threads: max |w(threads=2) - w(threads=1)| = {results[-1]['max_abs_diff']:.3g}", flush=True)
+        print(f"threads: w(threads=2) - w(threads=1): {results[-1]['difference']}", flush=True)
     for trial in range(1 if quick else 3):
         ck = work / f"pre_{trial}/model.pt"
         r = killed_and_resumed(
@@ -658,7 +662,7 @@ def render(bad: list[dict], kills: list[dict], races: list[dict], command: str, 
         ]
         for r in kills:
             if r["equal"] is None:
-                lines.append(f"| {r['job']} | – | – | – | – | max abs. weight difference {r['max_abs_diff']:.3g} |")
+                lines.append(f"| {r['job']} | – | – | – | – | no: weights differ ({r['difference']}) |")
                 continue
             lines.append(
                 f"| {r['job']} | {r['kills']} | {len(r['unreadable'])} {r['unreadable'] or ''} | "

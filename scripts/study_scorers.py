@@ -1,166 +1,209 @@
-"""Does the in-segment score pick good layers? Measured on the default model.
+"""Does the in-segment score pick good layers? Measured on the default model, at several depths and seeds.
 
-    python scripts/study_scorers.py --out results/scorer_study.md
+    python scripts/study_scorers.py                      # make scorer-study: runs what is missing, then renders
+    python scripts/study_scorers.py --render-only        # the page from the rows so far
 
-For each seed: sample candidates of the real search space (CKA -> Fisher segments -> allotment for
-`--keep` units; one kept combination per segment, drawn uniformly), score every candidate with every
-scorer, fine-tune every candidate with one fixed budget, and measure test accuracy before and after.
-Report per scorer the Spearman correlation of its ranking with accuracy after fine-tuning, and the
-accuracy of the candidate it would pick (mean +- std over seeds). Per-candidate rows go to a CSV.
+For each depth (`--keep`) and seed: CKA -> Fisher segments -> allotment; `--candidates` kept-unit combinations
+drawn uniformly from that space (one combination per segment); every candidate scored by every scorer, fine-tuned
+with one fixed budget, and measured before and after. One row per candidate goes to `--rows` as soon as it is
+done, so an interrupted study resumes where it stopped. The page reports per scorer and depth the Spearman
+correlation of its preference with accuracy (mean over seeds) and the accuracy of the candidate it would pick,
+each with a 95 % percentile-bootstrap interval (candidates resampled within each seed).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import json
+import math
 import random
 import statistics
+import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from sglp.checkpoint import load_weights
-from sglp.criteria.random import RandomUnits
-from sglp.data.fashion_mnist import load_fashion_mnist
-from sglp.metrics import spearman
-from sglp.models.resnet_cifar import resnet56
-from sglp.report import emit_report
-from sglp.scorers.gradnorm import GradNormScorer
-from sglp.scorers.loss import LossScorer
-from sglp.search import SegmentSearch
-from sglp.segmentation import FisherSegmenter
-from sglp.similarity import CKA
-from sglp.surgery import remove_layers
-from sglp.training import SGDConfig, evaluate, train
-from sglp.units import units_bypassed
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sglp.metrics import spearman  # noqa: E402
+from sglp.report import append_row, emit_report  # noqa: E402
+from sglp.stats import bootstrap_interval  # noqa: E402
+from sglp.tables import as_number, read_csv  # noqa: E402
+
+# per scorer: a value where larger = preferred
+PREFERENCE = {
+    "gradnorm_max": lambda r: r["gradnorm"],
+    "gradnorm_min": lambda r: -r["gradnorm"],
+    "gradnorm_paper_init_max": lambda r: r["gradnorm_paper_init"],
+    "loss_min": lambda r: -r["loss"],
+    "random": lambda r: r["random"],
+}
+NUMERIC = ("gradnorm", "gradnorm_paper_init", "loss", "random", "acc_before_ft", "acc_after_ft", "seconds")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default="checkpoints/resnet56_fashion_mnist/model.pt")
-    ap.add_argument("--keep", type=int, default=14)
-    ap.add_argument("--k", type=int, default=3)
-    ap.add_argument("--candidates", type=int, default=10)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--finetune-steps", type=int, default=100)
-    ap.add_argument("--score-batches", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=Path("results/scorer_study.md"))
-    args = ap.parse_args()
+def draw_candidates(segments: list[list[int]], alloc: list[int], n: int, seed: int) -> list[tuple[int, ...]]:
+    """`n` distinct kept-unit sets, one uniform combination of the allotted size per segment (seeded)."""
+    rng, seen = random.Random(seed), set()
+    space = math.prod(math.comb(len(seg), m) for seg, m in zip(segments, alloc))
+    while len(seen) < min(n, space):
+        seen.add(tuple(sorted(u for seg, m in zip(segments, alloc) for u in rng.sample(seg, m))))
+    return sorted(seen)
 
+
+def run(args) -> None:
+    from sglp.checkpoint import load_weights
+    from sglp.criteria.random import RandomUnits
+    from sglp.data.fashion_mnist import load_fashion_mnist
+    from sglp.models.resnet_cifar import resnet56
+    from sglp.scorers.gradnorm import GradNormScorer
+    from sglp.scorers.loss import LossScorer
+    from sglp.search import SegmentSearch
+    from sglp.segmentation import FisherSegmenter
+    from sglp.similarity import CKA
+    from sglp.surgery import remove_layers
+    from sglp.training import SGDConfig, evaluate, train
+    from sglp.units import units_bypassed
+
+    done = {r["key"] for r in read_csv(args.rows)}
     data = load_fashion_mnist()
     model = resnet56(10, 1)
     load_weights(model, args.checkpoint)
     model = model.to(memory_format=torch.channels_last)
+    units = 27
     sim = CKA("unbiased")(model, data.calib_batches(128, 2))
     segments = FisherSegmenter(k=args.k, representation="row")(sim).segments
-    alloc = SegmentSearch(keep=args.keep).plan(segments)
     finetune = SGDConfig(epochs=1, batch_size=128, lr=0.01, nesterov=True, max_steps_per_epoch=args.finetune_steps)
-    scorer_names = ["gradnorm_max", "gradnorm_min", "gradnorm_paper_init_max", "loss_min", "random"]
-    rows: list[dict] = []
-    t_start = time.perf_counter()
-    for seed in args.seeds:
-        rng = random.Random(seed)
-        calib = lambda bs, n: list(data.calib_batches(bs, n, seed=seed + 1))  # noqa: E731
-        scorers = {
-            "gradnorm": GradNormScorer(args.score_batches, 64),
-            "loss": LossScorer(args.score_batches, 64),
-            "paper_init": GradNormScorer(args.score_batches, 64, init="paper", init_seed=seed),
-            "random": RandomUnits(seed),
-        }
-        for s in scorers.values():
-            s.prepare(calib, model)
-        seen: set[tuple[int, ...]] = set()
-        while len(seen) < args.candidates:
-            seen.add(tuple(sorted(u for seg, m in zip(segments, alloc) for u in rng.sample(seg, m))))
-        for c, kept in enumerate(sorted(seen)):
-            removed = tuple(u for u in range(27) if u not in kept)
-            with units_bypassed(model, removed):
-                gn = scorers["gradnorm"](model, removed, segment=list(range(27)), kept=list(kept))
-                loss = scorers["loss"](model, removed)
-            pi = scorers["paper_init"](model, removed, segment=list(range(27)), kept=list(kept))
-            rnd = scorers["random"](model, removed)
-            pruned = remove_layers(model, removed)
-            before = evaluate(pruned, data.test_batches(500), "eval")["acc"]
-            train(pruned, data, finetune, seed=seed, desc=f"seed {seed} cand {c + 1}/{args.candidates}")
-            after = evaluate(pruned, data.test_batches(500), "eval")["acc"]
-            rows.append(
-                {
-                    "seed": seed,
-                    "kept": list(kept),
-                    "gradnorm": gn,
-                    "gradnorm_paper_init": pi,
-                    "loss": loss,
-                    "random": rnd,
-                    "acc_before_ft": before,
-                    "acc_after_ft": after,
-                }
-            )
-            print(rows[-1], flush=True)
-    hours = (time.perf_counter() - t_start) / 3600
-
-    # per scorer: a value where larger = preferred
-    preference = {
-        "gradnorm_max": lambda r: r["gradnorm"],
-        "gradnorm_min": lambda r: -r["gradnorm"],
-        "gradnorm_paper_init_max": lambda r: r["gradnorm_paper_init"],
-        "loss_min": lambda r: -r["loss"],
-        "random": lambda r: r["random"],
-    }
-    table = [
-        "| scorer | Spearman with acc. after FT | Spearman with acc. before FT | acc. after FT of its pick (%) | "
-        "acc. before FT of its pick (%) |",
-        "|---|---|---|---|---|",
-    ]
-    summary = {}
-    for name in scorer_names:
-        rho_a, rho_b, pick_a, pick_b = [], [], [], []
+    for keep in args.keep:
+        alloc = SegmentSearch(keep=keep).plan(segments)
         for seed in args.seeds:
-            rs = [r for r in rows if r["seed"] == seed]
-            pref = [preference[name](r) for r in rs]
-            rho_a.append(spearman(pref, [r["acc_after_ft"] for r in rs]))
-            rho_b.append(spearman(pref, [r["acc_before_ft"] for r in rs]))
-            best = max(range(len(rs)), key=lambda i: pref[i])
-            pick_a.append(rs[best]["acc_after_ft"])
-            pick_b.append(rs[best]["acc_before_ft"])
-        sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0  # noqa: E731
-        summary[name] = statistics.fmean(pick_a)
-        table.append(
-            f"| {name} | {statistics.fmean(rho_a):+.2f} ± {sd(rho_a):.2f} | {statistics.fmean(rho_b):+.2f} ± "
-            f"{sd(rho_b):.2f} | {statistics.fmean(pick_a):.2f} ± {sd(pick_a):.2f} | "
-            f"{statistics.fmean(pick_b):.2f} ± {sd(pick_b):.2f} |"
-        )
-    best_acc = [max(r["acc_after_ft"] for r in rows if r["seed"] == s) for s in args.seeds]
-    mean_acc = [statistics.fmean(r["acc_after_ft"] for r in rows if r["seed"] == s) for s in args.seeds]
-    winner = max(summary, key=summary.get)
-    csv_path = args.out.with_suffix(".csv")
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    text = "\n".join(
-        [
-            "# Scorer study: does the in-segment score pick good layers?",
-            "",
-            f"Made by `python scripts/study_scorers.py --out {args.out}` ({hours:.2f} h on this machine). "
-            f"ResNet-56 / Fashion-MNIST ({args.checkpoint}); CKA (unbiased) -> Fisher segments (row, k={args.k}) "
-            f"{segments and [f'{s[0]}-{s[-1]}' for s in segments]} -> keep {args.keep} units, allotted {alloc}. "
-            f"Per seed {args.candidates} candidates drawn uniformly from that space; each scored by every scorer "
-            f"({args.score_batches} calibration batch(es) of 64) and fine-tuned with one fixed budget "
-            f"({args.finetune_steps} SGD steps of 128, lr 0.01 cosine), then evaluated on the 10k test set. "
-            f"Seeds {args.seeds}; mean ± std over seeds. Per-candidate numbers: `{csv_path}`.",
-            "",
-            *table,
-            "",
-            f"Reference points: best candidate per seed {statistics.fmean(best_acc):.2f} %, mean candidate "
-            f"{statistics.fmean(mean_acc):.2f} % (after fine-tuning).",
-            "",
-            f"Highest accuracy of the picked candidate: **{winner}**.",
-            "",
-        ]
-    )
-    emit_report(text, args.out)
+            candidates = draw_candidates(segments, alloc, args.candidates, seed)
+            todo = [(c, kept) for c, kept in enumerate(candidates) if f"keep{keep}-seed{seed}-cand{c}" not in done]
+            if not todo:
+                continue
+            torch.manual_seed(seed)
+            calib = lambda bs, n, seed=seed: list(data.calib_batches(bs, n, seed=seed + 1))  # noqa: E731
+            scorers = {
+                "gradnorm": GradNormScorer(args.score_batches, 64),
+                "loss": LossScorer(args.score_batches, 64),
+                "paper_init": GradNormScorer(args.score_batches, 64, init="paper", init_seed=seed),
+                "random": RandomUnits(seed),
+            }
+            for s in scorers.values():
+                s.prepare(calib, model)
+            for c, kept in todo:
+                t0 = time.perf_counter()
+                removed = tuple(u for u in range(units) if u not in kept)
+                with units_bypassed(model, removed):
+                    gn = scorers["gradnorm"](model, removed, segment=list(range(units)), kept=list(kept))
+                    loss = scorers["loss"](model, removed)
+                pi = scorers["paper_init"](model, removed, segment=list(range(units)), kept=list(kept))
+                rnd = scorers["random"](model, removed)
+                pruned = remove_layers(model, removed)
+                before = evaluate(pruned, data.test_batches(500), "eval", progress=False)["acc"]
+                train(pruned, data, finetune, seed=seed, desc=f"keep {keep} seed {seed} cand {c + 1}", progress=False)
+                after = evaluate(pruned, data.test_batches(500), "eval", progress=False)["acc"]
+                row = {"key": f"keep{keep}-seed{seed}-cand{c}", "keep": keep, "seed": seed, "candidate": c,
+                       "segments": json.dumps(segments), "alloc": json.dumps(alloc), "kept": json.dumps(list(kept)),
+                       "gradnorm": gn, "gradnorm_paper_init": pi, "loss": loss, "random": rnd,
+                       "acc_before_ft": before, "acc_after_ft": after, "finetune_steps": args.finetune_steps,
+                       "score_batches": args.score_batches, "threads": torch.get_num_threads(),
+                       "seconds": time.perf_counter() - t0}  # fmt: skip
+                append_row(row, args.rows, unique=True)
+                print(f"{row['key']}: before {before:.2f} after {after:.2f} ({row['seconds']:.0f}s)", flush=True)
+
+
+def spearman_and_pick(rows_by_seed: dict[int, list[dict]], name: str, idx_by_seed: dict[int, np.ndarray]):
+    """(mean over seeds of Spearman(preference, acc after FT), of Spearman with acc before FT, mean accuracy after
+    FT of the picked candidate) over the candidates `idx_by_seed` (indices into each seed's rows)."""
+    rho_a, rho_b, pick = [], [], []
+    for seed, rs in rows_by_seed.items():
+        chosen = [rs[i] for i in idx_by_seed[seed]]
+        pref = [PREFERENCE[name](r) for r in chosen]
+        rho_a.append(spearman(pref, [r["acc_after_ft"] for r in chosen]))
+        rho_b.append(spearman(pref, [r["acc_before_ft"] for r in chosen]))
+        pick.append(chosen[max(range(len(chosen)), key=lambda i: pref[i])]["acc_after_ft"])
+    return float(np.mean(rho_a)), float(np.mean(rho_b)), float(np.mean(pick))
+
+
+def render(rows: list[dict], args, hours: float) -> str:
+    by_keep: dict[int, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by_keep[int(r["keep"])][int(r["seed"])].append(r)
+    lines = ["# Scorer study: does the in-segment score pick good layers?", "",
+             f"Made by `{args.command}` from `{args.rows}` ({len(rows)} candidates, {hours:.2f} h of run time, the "
+             "sum of the rows' seconds). ResNet-56 / Fashion-MNIST (the committed backbone); CKA (unbiased) -> "
+             f"Fisher segments (row, k={args.k}) -> the allotted count per segment; candidates drawn uniformly from "
+             f"that space, each scored by every scorer ({args.score_batches} calibration batch(es) of 64), "
+             f"fine-tuned with one fixed budget ({args.finetune_steps} SGD steps of 128, lr 0.01, cosine) and "
+             "measured on the 10k test set. Intervals: 95 % percentile bootstrap, candidates resampled within "
+             "each seed (2,000 resamples).", ""]  # fmt: skip
+    for keep in sorted(by_keep, reverse=True):
+        seeds = by_keep[keep]
+        n = {s: len(rs) for s, rs in seeds.items()}
+        first = next(iter(seeds.values()))[0]
+        lines += [f"## {keep} of 27 blocks kept: segments {first['segments']}, allotted {first['alloc']}; "
+                  f"candidates per seed {n}", "",
+                  "| scorer | Spearman with acc. after FT | Spearman with acc. before FT | acc. after FT of its "
+                  "pick (%) |", "|---|---|---|---|"]  # fmt: skip
+        flat = [(s, i) for s, rs in seeds.items() for i in range(len(rs))]
+        for name in PREFERENCE:
+            full = {s: np.arange(len(rs)) for s, rs in seeds.items()}
+            point = spearman_and_pick(seeds, name, full)
+
+            def stat(which, name=name, seeds=seeds):
+                def f(idx):  # a bootstrap draw of the flat (seed, i) list, regrouped per seed
+                    picked = defaultdict(list)
+                    for j in idx:
+                        s, i = flat[j]
+                        picked[s].append(i)
+                    if any(len(set(v)) < 3 for v in picked.values()) or len(picked) < len(seeds):
+                        return float("nan")
+                    return spearman_and_pick(seeds, name, {s: np.array(v) for s, v in picked.items()})[which]
+
+                return f
+
+            cells = []
+            for which in range(3):
+                iv = bootstrap_interval(stat(which), len(flat), resamples=2000, seed=keep * 100 + which)
+                digits = "+.2f" if which < 2 else ".2f"
+                cells.append(f"{point[which]:{digits}} [{iv.low:{digits}}, {iv.high:{digits}}]")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        best = [max(r["acc_after_ft"] for r in rs) for rs in seeds.values()]
+        mean = [statistics.fmean(r["acc_after_ft"] for r in rs) for rs in seeds.values()]
+        lines += ["", f"Reference points: best candidate per seed {statistics.fmean(best):.2f} %, mean candidate "
+                  f"{statistics.fmean(mean):.2f} % (after fine-tuning).", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints/resnet56_fashion_mnist/model.pt"))
+    ap.add_argument("--keep", type=int, nargs="+", default=[14, 8])
+    ap.add_argument("--k", type=int, default=3)
+    ap.add_argument("--candidates", type=int, default=50)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--finetune-steps", type=int, default=100)
+    ap.add_argument("--score-batches", type=int, default=1)
+    ap.add_argument("--rows", type=Path, default=Path("results/rows/scorer_study.csv"))
+    ap.add_argument("--out", type=Path, default=Path("results/scorer_study.md"))
+    ap.add_argument("--render-only", action="store_true", help="render the page from the rows so far")
+    ap.add_argument("--command", default="make scorer-study", help="the command named on the page")
+    args = ap.parse_args(argv)
+    if not args.render_only:
+        run(args)
+    raw = read_csv(args.rows)
+    if not raw:
+        print(f"study_scorers: {args.rows} has no rows yet: run `make scorer-study`", file=sys.stderr)
+        return 2
+    rows = [{**r, **{k: as_number(r[k]) for k in NUMERIC}} for r in raw]
+    hours = sum(r["seconds"] or 0.0 for r in rows) / 3600
+    emit_report(render(rows, args, hours), args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""scripts/study_scorers.py's sampling and statistics on synthetic candidates with known answers."""
+
+import importlib.util
+import itertools
+import math
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("study_scorers", ROOT / "scripts" / "study_scorers.py")
+study = importlib.util.module_from_spec(spec)
+sys.modules["study_scorers"] = study
+spec.loader.exec_module(study)
+
+
+def test_candidates_are_distinct_draws_of_the_allotted_size_from_the_real_space():
+    segments, alloc = [[0, 1, 2, 3], [4, 5, 6], [7, 8]], [2, 1, 1]
+    space = {
+        tuple(sorted(a + b + c))
+        for a in itertools.combinations(segments[0], 2)
+        for b in itertools.combinations(segments[1], 1)
+        for c in itertools.combinations(segments[2], 1)
+    }
+    drawn = study.draw_candidates(segments, alloc, 20, seed=0)
+    assert len(drawn) == len(set(drawn)) == 20 and set(drawn) <= space
+    assert set(study.draw_candidates(segments, alloc, 100, seed=0)) == space  # asks more than exist: all of them
+    assert len(space) == math.comb(4, 2) * 3 * 2
+    assert study.draw_candidates(segments, alloc, 20, seed=0) == drawn != study.draw_candidates(segments, alloc, 20, 1)
+
+
+def synthetic(seeds=3, n=50):
+    rng = random.Random(0)
+    rows = {}
+    for s in range(seeds):
+        rows[s] = []
+        for _ in range(n):
+            acc = rng.uniform(80, 90)
+            rows[s].append(
+                {
+                    "acc_after_ft": acc,
+                    "acc_before_ft": acc - 50,
+                    "gradnorm": -acc,  # min = the best
+                    "gradnorm_paper_init": rng.random(),
+                    "loss": rng.random(),
+                    "random": rng.random(),
+                }
+            )
+    return rows
+
+
+def test_spearman_and_pick_know_a_perfect_and_a_blind_scorer():
+    rows = synthetic()
+    full = {s: np.arange(len(rs)) for s, rs in rows.items()}
+    rho_after, rho_before, pick = study.spearman_and_pick(rows, "gradnorm_min", full)
+    assert rho_after == rho_before == 1.0
+    assert pick == np.mean([max(r["acc_after_ft"] for r in rs) for rs in rows.values()])
+    assert study.spearman_and_pick(rows, "gradnorm_max", full)[0] == -1.0
+    assert abs(study.spearman_and_pick(rows, "random", full)[0]) < 0.2
+
+
+def test_rendered_intervals_separate_a_perfect_scorer_from_chance(tmp_path):
+    flat = [
+        {**r, "keep": 14, "seed": s, "segments": "[[0]]", "alloc": "[1]"} for s, rs in synthetic().items() for r in rs
+    ]
+    args = type("A", (), {"command": "test", "rows": "rows.csv", "k": 3, "score_batches": 1, "finetune_steps": 100})
+    page = study.render(flat, args, 0.0)
+    line = {ln.split(" | ")[0][2:]: ln for ln in page.splitlines() if ln.startswith("| ")}
+    perfect = line["gradnorm_min"].split(" | ")[1]  # "+1.00 [+1.00, +1.00]"
+    blind = line["random"].split(" | ")[1]
+    low, high = (float(x) for x in blind.split("[")[1].rstrip("]").split(", "))
+    assert perfect.startswith("+1.00 [+1.00") and low < 0 < high
