@@ -151,10 +151,17 @@ class SegmentSearch:
             return [m]
         return list(range(1, (m if self.cap_at_allotted else n) + 1))
 
-    def check(self, num_units: int, num_segments: int) -> None:
-        """Raise InvalidArgument if the target cannot be met with `num_segments` segments."""
-        if self.per_segment is not None:
-            return  # checked against the actual segments in plan()
+    def check(self, num_units: int, num_segments: int, known_segments: int | None = None) -> None:
+        """Raise InvalidArgument if the target cannot be met with `num_segments` segments (at least);
+        `known_segments`: the number the segmenter will produce, when fixed (checks `per_segment` up front)."""
+        if self.per_segment is not None:  # the sizes are checked against the actual segments in plan()
+            counts = list(self.per_segment)
+            if (known_segments is not None and len(counts) != known_segments) or sum(counts) > num_units:
+                raise InvalidArgument(
+                    f"search.per_segment={counts} does not fit {known_segments or 'the'} segments of {num_units} "
+                    "units: give one count per segment (segmenter.k of them), each between 1 and the segment's size"
+                )
+            return
         keep = target_keep(num_units, self.keep, self.ratio)
         if keep < num_segments:
             raise InvalidArgument(

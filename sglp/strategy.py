@@ -102,7 +102,8 @@ class SegmentedPruning(Strategy):
 
     def check(self, num_units: int) -> None:
         self.segmenter.check(num_units)
-        self.search.check(num_units, self.segmenter.min_segments)
+        known = self.segmenter.k if isinstance(self.segmenter.k, int) else None
+        self.search.check(num_units, self.segmenter.min_segments, known)
 
     def __call__(
         self, model: nn.Module, calibration: CalibrationSource, cka_batches: list, data=None, progress: bool = True

@@ -178,6 +178,12 @@ def test_per_segment_allocation_is_used_and_checked():
         SegmentSearch(per_segment=[1, 5, 2]).plan(segments)
     with pytest.raises(InvalidArgument, match="per_segment"):
         SegmentSearch(per_segment=[1, 2]).plan(segments)
+    # up front, before any data: the count of a fixed segmenter.k is known, the sizes are not
+    SegmentSearch(per_segment=[1, 3, 2]).check(9, 3, known_segments=3)
+    with pytest.raises(InvalidArgument, match="per_segment"):
+        SegmentSearch(per_segment=[1, 2]).check(9, 3, known_segments=3)
+    with pytest.raises(InvalidArgument, match="per_segment"):
+        SegmentSearch(per_segment=[5, 5, 5]).check(9, 3, known_segments=3)
 
 
 def test_budget_of_one_needs_no_scoring():
