@@ -94,10 +94,13 @@ def check_writable(table: str | Path, key: str = "results_table", fix: str = "re
     table = Path(table)
     try:
         table.parent.mkdir(parents=True, exist_ok=True)
-        with open(table, "a"):
-            pass
-        if table.stat().st_size == 0:
-            table.unlink()  # created only to test: the first row writes the header
+        if table.exists():
+            with open(table, "a"):
+                pass
+        else:  # a probe of this process's own (racing jobs of one sweep check the same table)
+            probe = table.with_name(f".{table.name}.{os.getpid()}.probe")
+            probe.touch()
+            probe.unlink()
     except OSError as e:
         raise InvalidArgument(
             f"{key}={Path(table).parent if key != 'results_table' else table} cannot be written ({e.strerror}): "
