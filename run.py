@@ -70,7 +70,7 @@ def run(cfg: DictConfig) -> dict:
     if results_table and cfg.mode == "prune":
         check_writable(results_table)  # before any work: a row that cannot be written loses the run
     if cfg.dense_cache and cfg.mode == "prune":
-        check_writable(Path(cfg.dense_cache) / ".write_test", key="dense_cache", fix="dense_cache=outputs/dense_cache")
+        check_writable(cfg.dense_cache, key="dense_cache", fix="dense_cache=outputs/dense_cache", folder=True)
     task = build_task(cfg, device)
     strategy = instantiate(cfg.strategy) if cfg.mode == "prune" else None  # validated before any training
     settings = JobSettings(

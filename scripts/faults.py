@@ -302,10 +302,8 @@ def unreadable_files(folder: Path) -> list[str]:
                 load_file(p)
             elif p.suffix == ".json":
                 json.loads(p.read_text())
-            elif p.suffix == ".csv":
-                rows = list(csv.reader(open(p, newline="")))
-                if rows and any(len(r) != len(rows[0]) for r in rows):
-                    raise ValueError("ragged rows")
+            elif p.suffix == ".csv" and _check_table(p):
+                raise ValueError("ragged rows")
             elif p.suffix in (".yaml", ".yml"):
                 yaml.safe_load(p.read_text())
         except Exception as e:  # noqa: BLE001 - any failure to read counts

@@ -84,8 +84,8 @@ def run_pruning(
     logger.start(run_dir.name, dict(config or {}), run_dir, tags)
     task.prepare(run_dir, s.seed)
 
-    cache, digest = (dense_cache or NoCache()), task.weights_digest()
-    cache = cache if digest is not None else NoCache()
+    digest = task.weights_digest() if dense_cache is not None else None  # hashing the weights only for a cache
+    cache = dense_cache if digest is not None else NoCache()
     metrics: dict[str, Any] = {}
     with timed(timings, "seconds_eval_dense"):
         dense_metrics, from_cache = cache.get(digest, "evaluate", lambda: task.evaluate(model, "dense"))

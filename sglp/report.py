@@ -86,25 +86,29 @@ def config_key(config: Mapping[str, Any], root: str | None = None) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def check_writable(table: str | Path, key: str = "results_table", fix: str = "results_table=outputs/runs.csv") -> None:
-    """InvalidArgument now, before any work, if the results table cannot be created or appended to (a run that
-    computes for hours and then cannot write its row loses everything)."""
+def check_writable(
+    path: str | Path, key: str = "results_table", fix: str = "results_table=outputs/runs.csv", folder: bool = False
+) -> None:
+    """InvalidArgument now, before any work, if `path` (a file, or with `folder` a directory) cannot be written: a
+    run that computes for hours and then cannot write its output loses everything. An existing file is opened for
+    appending; otherwise its folder is probed with a file of this process's own (racing jobs of one sweep check
+    the same table)."""
     from sglp.errors import InvalidArgument
 
-    table = Path(table)
+    path = Path(path)
     try:
-        table.parent.mkdir(parents=True, exist_ok=True)
-        if table.exists():
-            with open(table, "a"):
+        place = path if folder else path.parent
+        place.mkdir(parents=True, exist_ok=True)
+        if not folder and path.exists():
+            with open(path, "a"):
                 pass
-        else:  # a probe of this process's own (racing jobs of one sweep check the same table)
-            probe = table.with_name(f".{table.name}.{os.getpid()}.probe")
+        else:
+            probe = place / f".{path.name}.{os.getpid()}.probe"
             probe.touch()
             probe.unlink()
     except OSError as e:
         raise InvalidArgument(
-            f"{key}={Path(table).parent if key != 'results_table' else table} cannot be written ({e.strerror}): "
-            f"choose a writable path, e.g. {fix}"
+            f"{key}={path} cannot be written ({e.strerror}): choose a writable path, e.g. {fix}"
         ) from None
 
 
