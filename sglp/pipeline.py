@@ -71,6 +71,7 @@ def run_pruning(
     settings measured them before (row column `dense_cached`). `settings.finetune_budgets`: besides the recipe's own
     fine-tuning, a copy of the pruned model is fine-tuned for each budget of steps (row: `<metric>_ft<steps>`)."""
     t_start = time.perf_counter()
+    commit = git_commit()  # the code this run starts with
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     logger, s, timings = logger or NullLogger(), settings, {}
@@ -136,7 +137,7 @@ def run_pruning(
                 "search_space_every_subset": every_subset_space(result.segments),
                 "search_evaluated": result.search.evaluated, "search_seconds": result.search.seconds,
                 **result.extra, **timings, "seconds_total": time.perf_counter() - t_start,
-                "git_commit": git_commit(), "run_dir": str(run_dir)})  # fmt: skip
+                "git_commit": commit, "run_dir": str(run_dir)})  # fmt: skip
 
     if s.save_pruned_model:
         saved = task.save(pruned, run_dir, removed=result.removed, units_total=units_total, kept=result.kept,

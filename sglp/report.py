@@ -4,6 +4,7 @@ printed, and logged to Weights & Biases (offline unless configured otherwise).""
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -15,16 +16,29 @@ from typing import Any
 
 from filelock import FileLock
 
+# What a run writes into the repository (result tables, reports, figures) and prose: a change there does not change
+# what a run computes, so it does not make the recorded commit "dirty" (a sweep appending to a tracked
+# results/rows/*.csv used to mark every row after its first one dirty).
+NOT_CODE = (":(top,exclude)results", ":(top,exclude)*.md")
+
 
 def git_commit(root: str | Path = ".") -> str:
-    """The current commit hash (with '-dirty' if the tree has changes), or 'unknown'."""
+    """The commit of the code this process runs, with '-dirty' if tracked files other than results/ and Markdown
+    differ from it, or 'unknown' outside git. Read once per process and repository: a sweep that outlives a commit
+    keeps recording the code it imported."""
+    return _git_commit(str(Path(root).resolve()))
+
+
+@functools.cache
+def _git_commit(root: str) -> str:
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", *NOT_CODE],
+            cwd=root, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

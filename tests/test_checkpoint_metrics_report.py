@@ -157,3 +157,40 @@ def test_config_key_ignores_display_and_location(tmp_path):
     append_row({"config_key": key, "acc": 1.0}, table)
     assert find_row(table, key) == {"config_key": key, "acc": "1.0"}
     assert find_row(table, config_key({**base, "seed": 1})) is None
+
+
+def test_git_commit_is_dirty_for_code_not_for_results_or_prose(tmp_path):
+    """The recorded commit is `git rev-parse` of HEAD; '-dirty' only when tracked code or configs changed: a sweep
+    appending to a tracked results table, or an edited README, leaves it clean. Checked against real git."""
+    import subprocess
+
+    from sglp.report import _git_commit, git_commit
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.email", "t@t"), git("config", "user.name", "t")
+    (tmp_path / "results" / "rows").mkdir(parents=True)
+    for name in ("results/rows/grid.csv", "README.md", "docs.md", "sglp.py", "configs.yaml"):
+        (tmp_path / name).write_text("a\n")
+    git("add", "."), git("commit", "-qm", "x")
+    head = git("rev-parse", "--short=12", "HEAD")
+
+    def fresh() -> str:
+        _git_commit.cache_clear()
+        return git_commit(tmp_path)
+
+    assert fresh() == head
+    (tmp_path / "results" / "rows" / "grid.csv").write_text("a\nrow\n")
+    (tmp_path / "README.md").write_text("edited\n")
+    assert fresh() == head
+    (tmp_path / "configs.yaml").write_text("edited\n")
+    assert fresh() == head + "-dirty"
+    (tmp_path / "configs.yaml").write_text("a\n")
+    assert fresh() == head
+    (tmp_path / "sglp.py").write_text("edited\n")
+    assert git_commit(tmp_path) == head  # read once per process: the code it imported
+    assert fresh() == head + "-dirty"
+    assert git_commit(tmp_path / "results") == head + "-dirty"  # from a subfolder: still the whole repository
+    assert git_commit(tmp_path.parent / "no-such-folder") == "unknown"
