@@ -75,9 +75,10 @@ compare: data  ## the comparison grid with intervals (hours on a CPU; resumable)
 scorer-study: data  ## does the in-segment score pick good layers? 50 candidates x 3 seeds x 2 depths (hours; resumable)
 	$(PY) scripts/study_scorers.py --rows results/rows/scorer_study.csv --out results/scorer_study.md
 
-compare-table:  ## render results/compare_fashion_mnist.md from the grid's rows so far
+compare-table:  ## render results/compare_fashion_mnist.md from the grid's rows so far, and the README's verdicts
 	$(PY) scripts/compare_table.py results/rows/compare.csv --out results/compare_fashion_mnist.md \
 		--plot results/compare_fashion_mnist --command "make compare"
+	$(PY) scripts/update_readme.py
 
 test: data lint  ## lint, then the test suite (slow tests excluded)
 	$(PY) -m pytest -q

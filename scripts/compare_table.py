@@ -25,6 +25,16 @@ from sglp.tables import as_number, read_rows  # noqa: E402
 
 CONTROL = "Random in SGLP segments"
 STAGES = {"before FT": "pruned_acc_before_ft", "after FT": "pruned_acc"}
+# The questions the grid was built to answer, as paired contrasts (what, method, reference): does SGLP's in-segment
+# score beat random units inside the same segments (the paper's Table 6 question), do the segments beat plain random
+# placement, and does the whole method beat plain random.
+CONTRASTS = (
+    ("in-segment search, repo defaults", "SGLP (repo defaults)", CONTROL),
+    ("in-segment search, as the paper states it", "SGLP (paper)", CONTROL),
+    ("segmentation (random units inside SGLP's segments vs anywhere)", CONTROL, "Random"),
+    ("whole method, repo defaults, vs plain random", "SGLP (repo defaults)", "Random"),
+    ("whole method, as the paper states it, vs plain random", "SGLP (paper)", "Random"),
+)
 
 
 def cells(rows: list[dict]) -> dict[int, dict[str, dict[int, dict]]]:
@@ -45,6 +55,61 @@ def fmt_diff(d: Interval | None) -> str:
         return "–"
     text = f"{d.mean:+.2f} ± {d.half_width:.2f}" if d.n > 1 else f"{d.mean:+.2f} (1 seed)"
     return f"**{text}**" if d.excludes(0.0) else text
+
+
+def verdict(d: Interval | None) -> str:
+    """'wins' / 'loses' when the paired interval lies above / below 0, else 'no difference shown'."""
+    if d is None:
+        return "not run"
+    if d.n < 2:
+        return f"{d.mean:+.2f} (1 seed: no interval)"
+    word = "**wins**" if d.low > 0 else "**loses**" if d.high < 0 else "no difference shown"
+    return f"{word} {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}], {d.n} seeds"
+
+
+def verdicts_section(grid: dict[int, dict[str, dict[int, dict]]], control: str) -> list[str]:
+    """The designed contrasts at every depth and stage, then every other method's significant differences from the
+    control; ends with how many intervals the page shows (about 1 in 20 excludes 0 by chance)."""
+    depths = sorted(grid, reverse=True)
+    stages = [(keep, name) for keep in depths for name in STAGES]
+    lines = ["## Verdicts", "",
+             "Paired difference (accuracy points, method − reference) over the seeds both have, 95 % t-interval; "
+             "**wins** / **loses** only where the interval excludes 0.", ""]  # fmt: skip
+    header = ["question", "method − reference", *[f"{keep} kept, {name}" for keep, name in stages]]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for question, method, reference in CONTRASTS:
+        if not any(method in grid[k] for k in depths):
+            continue
+        row = [question, f"`{method}` − `{reference}`"]
+        for keep, name in stages:
+            a, b = grid[keep].get(method), grid[keep].get(reference)
+            row.append(
+                verdict(paired_difference(column(a, STAGES[name]), column(b, STAGES[name])) if a and b else None)
+            )
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    shown = 0
+    for keep in depths:
+        for name, key in STAGES.items():
+            ctrl = column(grid[keep].get(control, {}), key)
+            diffs = {
+                m: paired_difference(column(by_seed, key), ctrl) for m, by_seed in grid[keep].items() if m != control
+            }
+            shown += sum(d is not None and d.n > 1 for d in diffs.values())
+            above = [
+                f"`{m}` {d.mean:+.2f}" for m, d in sorted(diffs.items()) if d is not None and d.low > 0 and d.n > 1
+            ]
+            below = [
+                f"`{m}` {d.mean:+.2f}" for m, d in sorted(diffs.items()) if d is not None and d.high < 0 and d.n > 1
+            ]
+            lines.append(f"- {keep} kept, {name}: above the control: {', '.join(above) or 'none'}; "
+                         f"below: {', '.join(below) or 'none'}.")  # fmt: skip
+    if not shown:
+        return lines + ["", "No method shares two seeds with the control yet: nothing on this page is evidence.", ""]
+    lines += ["", f"The page shows {shown} paired intervals against the control (tables below); at 95 % about "
+              f"{shown / 20:.1f} of them would exclude 0 by chance alone, so a single bold cell outside the designed "
+              "questions above is weak evidence.", ""]  # fmt: skip
+    return lines
 
 
 def error_bar(iv: Interval) -> float:
@@ -131,6 +196,7 @@ def render(rows: list[dict], source: str, command: str | None, control: str, plo
               f"`{control}` over the seeds both have, with its 95 % t-interval; **bold** = the interval excludes 0 "
               "(a difference the seeds support). A cell with one seed has no interval and nothing in it is bold.",
               ""]  # fmt: skip
+    lines += verdicts_section(grid, control)
     for keep in sorted(grid, reverse=True):
         section, points = depth_section(keep, grid[keep], control)
         lines += section

@@ -6,9 +6,11 @@ Blocks are delimited by `<!-- NAME:start -->` / `<!-- NAME:end -->`:
 - `demo`: results/demo.md (the demo's row, rendered by scripts/render_row.py);
 - `checkpoint`: every committed backbone's metadata and per-epoch log;
 - `llm_checkpoint`: every committed language model's meta.json and training log;
-- `scorer_study`, `bench_search`, `segment_spaces`, `baselines_fashion_mnist`, `demo_llm` and the CPU
-  stand-ins of the paper tables (`sglp_table6_cpu`, ...): the matching results/*.md, without their title line
-  (image links pointed into results/).
+- any other NAME with a results/NAME.md (`scorer_study`, `baselines_fashion_mnist`, the CPU stand-ins of the paper
+  tables, ...): that file without its title line (image links pointed into results/);
+- `compare_verdicts`: the "Verdicts" section of results/compare_fashion_mnist.md;
+- hand-written blocks (`compare_findings`, `faults_summary`) are left alone.
+A block with no source is an error.
 """
 
 from __future__ import annotations
@@ -95,22 +97,53 @@ def result_body(name: str) -> str:
     return text
 
 
+# Blocks a person writes (from the files named beside them), which this script leaves alone.
+HAND_WRITTEN = ("compare_findings", "faults_summary")
+# Blocks filled with one section of a results page: block -> (page, heading of the section).
+SECTIONS = {"compare_verdicts": ("compare_fashion_mnist", "## Verdicts")}
+BLOCK = re.compile(r"(<!-- (\w+):start -->\n).*?(<!-- \2:end -->)", re.S)
+
+
+def result_section(name: str, heading: str) -> str:
+    """One `## ` section of results/NAME.md, its heading dropped (images pointed into results/)."""
+    text = (ROOT / "results" / f"{name}.md").read_text()
+    match = re.search(rf"^{re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    if not match:
+        raise SystemExit(f"results/{name}.md has no '{heading}' section: run `make compare-table`")
+    return re.sub(r"\]\((?!https?:|results/)([^)]+\.png)\)", r"](results/\1)", match.group(1)).strip()
+
+
+def block_body(name: str) -> str | None:
+    """What block NAME holds, from the files the code wrote; None for a hand-written block."""
+    builders = {"checkpoint": checkpoint_block, "llm_checkpoint": llm_checkpoint_block}
+    if name in HAND_WRITTEN:
+        return None
+    if name in builders:
+        return builders[name]()
+    if name in SECTIONS:
+        return result_section(*SECTIONS[name])
+    if (ROOT / "results" / f"{name}.md").exists():
+        return result_body(name)
+    raise SystemExit(f"README.md block '{name}' has no source: add results/{name}.md or list it in HAND_WRITTEN")
+
+
+def fill(text: str) -> str:
+    """The README text with every generated block refilled."""
+
+    def refill(m: re.Match) -> str:
+        body = block_body(m.group(2))
+        return m.group(0) if body is None else m.group(1) + body + "\n" + m.group(3)
+
+    return BLOCK.sub(refill, text)
+
+
 def main() -> None:
-    blocks = {"demo": result_body("demo"), "checkpoint": checkpoint_block(), "llm_checkpoint": llm_checkpoint_block()}
-    names = ("scorer_study", "bench_search", "segment_spaces", "baselines_fashion_mnist", "demo_llm",
-             "sglp_table6_cpu", "sglp_table7_cpu", "sglp_fig2a_cpu", "sglp_fig2b_cpu")  # fmt: skip
-    for name in names:
-        if (ROOT / "results" / f"{name}.md").exists():
-            blocks[name] = result_body(name)
     readme = ROOT / "README.md"
     text = readme.read_text()
-    for name, body in blocks.items():
-        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"README.md has no <!-- {name}:start --> ... <!-- {name}:end --> block")
-        text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
-    readme.write_text(text)
-    print("README.md updated:", ", ".join(blocks))
+    new = fill(text)
+    readme.write_text(new)
+    names = [m.group(2) for m in BLOCK.finditer(text)]
+    print("README.md:", "updated" if new != text else "unchanged", "— blocks", ", ".join(names))
 
 
 if __name__ == "__main__":

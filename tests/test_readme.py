@@ -38,3 +38,32 @@ def test_readme_names_only_existing_make_targets_experiments_and_methods():
         options = {p.stem for p in (ROOT / "configs" / group).glob("*.yaml")}
         for name in re.findall(rf"\b{group}=(\w+)", text):
             assert name in options, f"README mentions {group}={name}: no configs/{group}/{name}.yaml"
+
+
+def load_update_readme():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("update_readme", ROOT / "scripts" / "update_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_generated_blocks_equal_the_results_files_they_come_from():
+    """Every generated README block is what scripts/update_readme.py makes from results/ now: a results file
+    re-rendered without refilling the README (or a block edited by hand) fails here."""
+    update = load_update_readme()
+    text = (ROOT / "README.md").read_text()
+    names = [m.group(2) for m in update.BLOCK.finditer(text)]
+    assert "compare_verdicts" in names and "scorer_study" in names
+    for m in update.BLOCK.finditer(text):
+        body = update.block_body(m.group(2))
+        if body is not None:
+            assert m.group(0) == m.group(1) + body + "\n" + m.group(3), f"README block {m.group(2)} is stale"
+
+
+def test_update_readme_refuses_a_block_without_a_source():
+    update = load_update_readme()
+    with pytest.raises(SystemExit, match="no source"):
+        update.fill("<!-- no_such_results_file:start -->\nx\n<!-- no_such_results_file:end -->\n")
+    assert update.fill("<!-- compare_findings:start -->\nmine\n<!-- compare_findings:end -->\n").count("mine") == 1
