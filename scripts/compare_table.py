@@ -35,6 +35,7 @@ CONTRASTS = (
     ("whole method, repo defaults, vs plain random", "SGLP (repo defaults)", "Random"),
     ("whole method, as the paper states it, vs plain random", "SGLP (paper)", "Random"),
 )
+SUBJECTS = ("SGLP (repo defaults)", "SGLP (paper)")  # compared with every other method too
 
 
 def cells(rows: list[dict]) -> dict[int, dict[str, dict[int, dict]]]:
@@ -68,8 +69,8 @@ def verdict(d: Interval | None) -> str:
 
 
 def verdicts_section(grid: dict[int, dict[str, dict[int, dict]]], control: str) -> list[str]:
-    """The designed contrasts at every depth and stage, then every other method's significant differences from the
-    control; ends with how many intervals the page shows (about 1 in 20 excludes 0 by chance)."""
+    """The designed contrasts at every depth and stage, every method's significant differences from the control, each
+    SGLP variant against every other method; ends with how many intervals that is (1 in 20 excludes 0 by chance)."""
     depths = sorted(grid, reverse=True)
     stages = [(keep, name) for keep in depths for name in STAGES]
     lines = ["## Verdicts", "",
@@ -91,25 +92,40 @@ def verdicts_section(grid: dict[int, dict[str, dict[int, dict]]], control: str) 
     shown = 0
     for keep in depths:
         for name, key in STAGES.items():
-            ctrl = column(grid[keep].get(control, {}), key)
-            diffs = {
-                m: paired_difference(column(by_seed, key), ctrl) for m, by_seed in grid[keep].items() if m != control
-            }
-            shown += sum(d is not None and d.n > 1 for d in diffs.values())
-            above = [
-                f"`{m}` {d.mean:+.2f}" for m, d in sorted(diffs.items()) if d is not None and d.low > 0 and d.n > 1
-            ]
-            below = [
-                f"`{m}` {d.mean:+.2f}" for m, d in sorted(diffs.items()) if d is not None and d.high < 0 and d.n > 1
-            ]
-            lines.append(f"- {keep} kept, {name}: above the control: {', '.join(above) or 'none'}; "
-                         f"below: {', '.join(below) or 'none'}.")  # fmt: skip
+            diffs = against(grid[keep], control, key)
+            shown += len(diffs)
+            above, below, _ = by_sign(diffs)
+            lines.append(f"- {keep} kept, {name}: above the control: {above or 'none'}; below: {below or 'none'}.")
+    lines.append("")
+    for method in [m for m in SUBJECTS if any(m in grid[k] for k in depths)]:
+        for keep in depths:
+            for name, key in STAGES.items():
+                diffs = {m: -d for m, d in against(grid[keep], method, key).items()}
+                shown += len(diffs)
+                wins, losses, ties = by_sign(diffs)
+                lines.append(f"- `{method}`, {keep} kept, {name}: better than {wins or 'none'}; worse than "
+                             f"{losses or 'none'}; no difference shown against {ties or 'none'}.")  # fmt: skip
     if not shown:
-        return lines + ["", "No method shares two seeds with the control yet: nothing on this page is evidence.", ""]
-    lines += ["", f"The page shows {shown} paired intervals against the control (tables below); at 95 % about "
-              f"{shown / 20:.1f} of them would exclude 0 by chance alone, so a single bold cell outside the designed "
-              "questions above is weak evidence.", ""]  # fmt: skip
+        return lines + ["", "No method shares two seeds with another yet: nothing on this page is evidence.", ""]
+    lines += ["", f"This section and the tables below rest on {shown} paired intervals; at 95 % about "
+              f"{shown / 20:.1f} of them would exclude 0 by chance alone, so one bold cell outside the designed "
+              "questions is weak evidence.", ""]  # fmt: skip
     return lines
+
+
+def against(methods: dict[str, dict[int, dict]], reference: str, key: str) -> dict[str, Interval]:
+    """Every other method's paired difference (method − reference) in column `key`, where they share ≥ 2 seeds."""
+    ref = column(methods.get(reference, {}), key)
+    diffs = {m: paired_difference(column(by_seed, key), ref) for m, by_seed in methods.items() if m != reference}
+    return {m: d for m, d in diffs.items() if d is not None and d.n > 1}
+
+
+def by_sign(diffs: dict[str, Interval]) -> tuple[str, str, str]:
+    """Methods whose difference is significantly > 0, < 0, and neither, each as '`m` +x.xx, ...'."""
+    groups: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for m, d in sorted(diffs.items()):
+        groups[0 if d.low > 0 else 1 if d.high < 0 else 2].append(f"`{m}` {d.mean:+.2f}")
+    return tuple(", ".join(g) for g in groups)  # type: ignore[return-value]
 
 
 def error_bar(iv: Interval) -> float:

@@ -26,6 +26,10 @@ class Interval:
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
+    def __neg__(self) -> Interval:
+        """The interval of the negated quantity (b − a from a − b)."""
+        return Interval(-self.mean, -self.high, -self.low, self.n)
+
     def excludes(self, value: float = 0.0) -> bool:
         """Whether `value` lies outside the interval (the difference is significant at its level)."""
         return self.n > 1 and not (self.low <= value <= self.high)

@@ -73,7 +73,15 @@ def test_verdicts_answer_the_designed_questions_only_from_intervals(grid_rows):
     assert "**wins** +11.00" in segments and "no difference shown" in segments
     assert "in-segment search, as the paper states it" not in text  # SGLP (paper) has no rows: no question row
     assert "- 14 kept, after FT: above the control: `SGLP (repo defaults)` +1.03; below: none." in text
-    assert "The page shows 4 paired intervals" in text  # SGLP and Random, before and after; L1 has one seed
+    assert (
+        "- `SGLP (repo defaults)`, 14 kept, after FT: better than `Random in SGLP segments` +1.03; worse than "
+        "none; no difference shown against `Random` +1.20." in text
+    )  # SGLP - Random: -1.0, +4.2, +0.4
+    assert (
+        "- `SGLP (repo defaults)`, 14 kept, before FT: better than `Random` +41.00, `Random in SGLP segments` "
+        "+30.00; worse than none" in text
+    )
+    assert "rest on 8 paired intervals" in text  # vs control: SGLP, Random; SGLP vs both; x2 stages; L1: 1 seed
 
     worse = [dict(r, pruned_acc=str(float(r["pruned_acc"]) - 2.5)) if r["method"] == "SGLP (repo defaults)" else r
              for r in grid_rows]  # fmt: skip

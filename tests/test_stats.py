@@ -37,6 +37,9 @@ def test_paired_difference_uses_only_shared_seeds_and_detects_a_consistent_gain(
     assert t_interval(list(b.values())).high > t_interval([a[s] for s in b]).low
     assert paired_difference(a, {7: 1.0}) is None
     assert not paired_difference({0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 1.0, 2: 3.0}).excludes(0.0)
+    reverse = paired_difference(b, a)  # b − a is the negated interval of a − b
+    assert (-d).mean == pytest.approx(reverse.mean) and (-d).low == pytest.approx(reverse.low)
+    assert (-d).high == pytest.approx(reverse.high) and (-d).n == reverse.n
 
 
 def test_t_and_bootstrap_intervals_cover_the_true_mean_at_about_95_percent():
