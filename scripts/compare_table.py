@@ -199,7 +199,7 @@ def cpu_hours(rows: list[dict]) -> float:
 
 
 def render(rows: list[dict], source: str, command: str | None, control: str, plot: Path | None) -> str:
-    from sglp.plots import plot_curve, plot_intervals
+    from sglp.plots import plot_curve, plot_forest, plot_intervals
 
     grid = cells(rows)
     first = rows[0]
@@ -219,8 +219,17 @@ def render(rows: list[dict], source: str, command: str | None, control: str, plo
         if plot and points:
             path = plot.parent / f"{plot.name}_keep{keep}.png"
             plot_intervals(points, path, "MACs reduction (%)", "test accuracy after fine-tuning (%)",
-                           f"{keep} blocks kept: mean ± 95 % t-interval over seeds", highlight=(control,))  # fmt: skip
+                           f"{keep} blocks kept: mean ± 95 % t-interval over seeds", highlight=(control,),
+                           ylim=(0.0, 100.0))  # fmt: skip
             lines += [f"![accuracy vs MACs, {keep} kept]({path.name})", ""]
+        panels = {name: {m: (d.mean, d.low, d.high) for m, d in against(grid[keep], control, key).items()}
+                  for name, key in STAGES.items()}  # fmt: skip
+        if plot and any(panels.values()):
+            path = plot.parent / f"{plot.name}_diff_keep{keep}.png"
+            plot_forest(panels, path, "accuracy − control (points)",
+                        f"{keep} blocks kept: paired difference from `{control}`, 95 % t-interval over shared seeds "
+                        "(filled: excludes 0)")  # fmt: skip
+            lines += [f"![paired differences, {keep} kept]({path.name})", ""]
         budget, curves = budget_section(keep, grid[keep], control)
         lines += budget
         if plot and curves:

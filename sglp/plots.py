@@ -74,9 +74,10 @@ def plot_intervals(
     ylabel: str,
     title: str = "",
     highlight: tuple[str, ...] = (),
+    ylim: tuple[float, float] | None = None,
 ) -> Path:
     """One point per method at (x mean, y mean) with its interval half-widths as error bars: {label: ((x, x_half),
-    (y, y_half))}. `highlight`: labels drawn larger, with a black edge."""
+    (y, y_half))}. `highlight`: labels drawn larger, with a black edge; `ylim`: the y axis never extends past it."""
     fig, ax = plt.subplots(figsize=(7.5, 5))
     cmap = plt.get_cmap("tab10")
     for c, (label, ((x, xh), (y, yh))) in enumerate(sorted(points.items())):
@@ -87,8 +88,41 @@ def plot_intervals(
     ax.set_ylabel(ylabel)
     ax.set_title(textwrap.fill(title, 80))
     ax.grid(alpha=0.3)
+    if ylim is not None:  # e.g. accuracy: a two-seed interval can reach past 100 %
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, ylim[0]), min(high, ylim[1]))
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(fig, path, tight=False)
+
+
+def plot_forest(
+    panels: dict[str, dict[str, tuple[float, float, float]]],
+    path: str | Path,
+    xlabel: str,
+    title: str = "",
+) -> Path:
+    """Differences with intervals, one panel per entry of `panels` ({panel: {label: (mean, low, high)}}): a row per
+    label (the same rows in every panel), a dot at the mean, a line from low to high, a line at 0; filled dots for
+    intervals that exclude 0, hollow ones for those that do not."""
+    labels = sorted({label for rows in panels.values() for label in rows}, reverse=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 2.2, 0.38 * len(labels) + 1.4), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], panels.items()):
+        for y, label in enumerate(labels):
+            if label not in rows:
+                continue
+            mean, low, high = rows[label]
+            significant = low > 0 or high < 0
+            ax.plot([low, high], [y, y], color="tab:blue", lw=1.5)
+            ax.plot(mean, y, "o", color="tab:blue", markerfacecolor="tab:blue" if significant else "white")
+        ax.axvline(0.0, color="0.3", lw=1, ls="--")
+        ax.set_yticks(range(len(labels)))
+        ax.set_yticklabels(labels if ax is axes[0][0] else [])
+        ax.set_ylim(-0.6, len(labels) - 0.4)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(textwrap.fill(title, 90), fontsize=10)
+    return _save(fig, path)
 
 
 def plot_kept_units(

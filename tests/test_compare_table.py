@@ -105,3 +105,13 @@ def test_budget_curves_start_at_zero_and_include_the_recipe(grid_rows):
     sglp = line_of(text, "| `SGLP (repo defaults)` | 0,1,2 | 51.00")
     dm, dh = by_hand([1.0, 1.2, 0.9])
     assert sglp.count(f"**+{dm:.2f} ± {dh:.2f}**") == 3  # Δ at 50, 150 and 600 steps: the same offset
+
+
+def test_figures_are_written_and_linked(grid_rows, tmp_path):
+    rows = grid_rows + [dict(r, units_kept_target="8", units_kept="8") for r in grid_rows]
+    rows = [dict(r, pruned_acc_ft50="60.0") if r["units_kept_target"] == "8" else r for r in rows]
+    text = table.render(rows, "rows.csv", None, CONTROL, tmp_path / "cmp")
+    for name in ("cmp_keep14.png", "cmp_keep8.png", "cmp_diff_keep14.png", "cmp_diff_keep8.png",
+                 "cmp_budgets_keep8.png"):  # fmt: skip
+        assert (tmp_path / name).stat().st_size > 10_000 and f"]({name})" in text
+    assert not (tmp_path / "cmp_budgets_keep14.png").exists()  # no budgets at 14 kept
