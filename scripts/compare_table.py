@@ -64,7 +64,7 @@ def verdict(d: Interval | None) -> str:
         return "not run"
     if d.n < 2:
         return f"{d.mean:+.2f} (1 seed: no interval)"
-    word = "**wins**" if d.low > 0 else "**loses**" if d.high < 0 else "no difference shown"
+    word = {1: "**wins**", -1: "**loses**", 0: "no difference shown"}[d.side()]
     return f"{word} {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}], {d.n} seeds"
 
 
@@ -124,7 +124,7 @@ def by_sign(diffs: dict[str, Interval]) -> tuple[str, str, str]:
     """Methods whose difference is significantly > 0, < 0, and neither, each as '`m` +x.xx, ...'."""
     groups: tuple[list[str], list[str], list[str]] = ([], [], [])
     for m, d in sorted(diffs.items()):
-        groups[0 if d.low > 0 else 1 if d.high < 0 else 2].append(f"`{m}` {d.mean:+.2f}")
+        groups[{1: 0, -1: 1, 0: 2}[d.side()]].append(f"`{m}` {d.mean:+.2f}")
     return tuple(", ".join(g) for g in groups)  # type: ignore[return-value]
 
 

@@ -85,10 +85,14 @@ def llm_checkpoint_block() -> str:
     return "\n".join(out + [""] + logs).strip()
 
 
+def images_into_results(text: str) -> str:
+    """Relative image links of a results page, pointed into results/ (where the images live) for the README."""
+    return re.sub(r"\]\((?!https?:|results/)([^)]+\.png)\)", r"](results/\1)", text)
+
+
 def result_body(name: str) -> str:
     """results/NAME.md without a leading '# title' line."""
-    text = (ROOT / "results" / f"{name}.md").read_text().strip()
-    text = re.sub(r"\]\((?!https?:|results/)([^)]+\.png)\)", r"](results/\1)", text)  # images live in results/
+    text = images_into_results((ROOT / "results" / f"{name}.md").read_text().strip())
     title = re.match(r"\A# ([^\n]*)", text)
     text = re.sub(r"\A# [^\n]*\n+", "", text)
     text = re.sub(r"^## ", "#### ", text, flags=re.M)  # the file's sections sit below the README's headings
@@ -110,7 +114,7 @@ def result_section(name: str, heading: str) -> str:
     match = re.search(rf"^{re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
     if not match:
         raise SystemExit(f"results/{name}.md has no '{heading}' section: run `make compare-table`")
-    return re.sub(r"\]\((?!https?:|results/)([^)]+\.png)\)", r"](results/\1)", match.group(1)).strip()
+    return images_into_results(match.group(1)).strip()
 
 
 def block_body(name: str) -> str | None:

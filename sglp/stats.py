@@ -30,9 +30,15 @@ class Interval:
         """The interval of the negated quantity (b − a from a − b)."""
         return Interval(-self.mean, -self.high, -self.low, self.n)
 
+    def side(self, value: float = 0.0) -> int:
+        """+1 if the whole interval lies above `value`, -1 if below, 0 if it covers it or has no width (n < 2)."""
+        if self.n < 2:
+            return 0
+        return 1 if self.low > value else -1 if self.high < value else 0
+
     def excludes(self, value: float = 0.0) -> bool:
         """Whether `value` lies outside the interval (the difference is significant at its level)."""
-        return self.n > 1 and not (self.low <= value <= self.high)
+        return self.side(value) != 0
 
     def format(self, digits: int = 2) -> str:
         if self.n < 2 or not math.isfinite(self.half_width):

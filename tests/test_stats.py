@@ -37,6 +37,9 @@ def test_paired_difference_uses_only_shared_seeds_and_detects_a_consistent_gain(
     assert t_interval(list(b.values())).high > t_interval([a[s] for s in b]).low
     assert paired_difference(a, {7: 1.0}) is None
     assert not paired_difference({0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 1.0, 2: 3.0}).excludes(0.0)
+    assert d.side() == 1 and paired_difference(b, a).side() == -1  # above 0 / below 0
+    assert paired_difference({0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 1.0, 2: 3.0}).side() == 0  # covers 0
+    assert paired_difference({0: 5.0}, {0: 1.0}).side() == 0  # one seed: no interval, no side
     reverse = paired_difference(b, a)  # b − a is the negated interval of a − b
     assert (-d).mean == pytest.approx(reverse.mean) and (-d).low == pytest.approx(reverse.low)
     assert (-d).high == pytest.approx(reverse.high) and (-d).n == reverse.n
