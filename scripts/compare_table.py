@@ -206,7 +206,8 @@ def render(rows: list[dict], source: str, command: str | None, control: str, plo
     lines = [f"# Layer-pruning methods compared with intervals: {first['model']} / {first['dataset']}", ""]
     made = f"Made by `{command}` from" if command else "Rendered from"
     lines += [f"{made} `{source}` ({len(rows)} rows, {cpu_hours(rows):.1f} CPU hours of run time, the sum of the "
-              "rows' `seconds_total`).", "",
+              "rows' `seconds_total`; results/README.md says which rows shared the CPU with other jobs, whose seconds "
+              "overstate the cost alone).", "",
               "Every cell: mean ± 95 % t-interval over the seeds listed (a seed fixes the calibration batches, the "
               "random draws and the fine-tuning order). Δ vs control: the paired difference from "
               f"`{control}` over the seeds both have, with its 95 % t-interval; **bold** = the interval excludes 0 "
