@@ -98,7 +98,7 @@ def verdicts_section(grid: dict[int, dict[str, dict[int, dict]]], control: str) 
             lines.append(f"- {keep} kept, {name}: above the control: {above or 'none'}; below: {below or 'none'}.")
     lines.append("")
     for method in [m for m in SUBJECTS if any(m in grid[k] for k in depths)]:
-        for keep in depths:
+        for keep in [k for k in depths if method in grid[k]]:
             for name, key in STAGES.items():
                 diffs = {m: -d for m, d in against(grid[keep], method, key).items()}
                 shown += len(diffs)

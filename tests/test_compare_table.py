@@ -88,6 +88,14 @@ def test_verdicts_answer_the_designed_questions_only_from_intervals(grid_rows):
     assert "**loses** -1.47" in line_of(table.render(worse, "r", None, CONTROL, None), "| in-segment search, repo")
 
 
+def test_a_method_gets_verdict_lines_only_at_depths_it_ran(grid_rows):
+    deeper = [row(m, s, 80.0 + s, keep=8) for m in (CONTROL, "Random") for s in range(3)]
+    text = table.render(grid_rows + deeper, "rows.csv", None, CONTROL, None)
+    assert "- 8 kept, after FT: above the control: none; below: none." in text  # the depth is on the page
+    assert "- `SGLP (repo defaults)`, 14 kept, after FT:" in text
+    assert "`SGLP (repo defaults)`, 8 kept" not in text  # not run at 8 kept: no line of "none"s
+
+
 def test_a_difference_is_paired_over_shared_seeds_only(grid_rows):
     rows = [r for r in grid_rows if not (r["method"] == CONTROL and r["seed"] == "2")]
     text = table.render(rows, "rows.csv", None, CONTROL, None)
