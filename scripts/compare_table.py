@@ -147,10 +147,10 @@ def depth_section(keep: int, methods: dict[str, dict[int, dict]], control: str) 
     units = int(as_number(next(iter(next(iter(methods.values())).values()))["units_total"]))
     lines = [f"## {keep} of {units} blocks kept", ""]
     ctrl = methods.get(control, {})
-    header = ["method", "seeds", "MACs red. (%)", "before FT (%)", "after FT (%)",
+    header = ["method", "seeds", "units kept", "MACs red. (%)", "before FT (%)", "after FT (%)",
               "Δ before FT vs control", "Δ after FT vs control", "pruning (s)"]  # fmt: skip
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    points = {}
+    points, misses = {}, False
     order = sorted(methods, key=lambda m: -t_interval(list(column(methods[m], "pruned_acc").values()) or [0]).mean)
     for m in order:
         by_seed = methods[m]
@@ -158,12 +158,19 @@ def depth_section(keep: int, methods: dict[str, dict[int, dict]], control: str) 
         macs = t_interval(list(column(by_seed, "macs_reduction_pct").values()))
         after = t_interval(list(acc["after FT"].values()))
         diffs = [None if m == control else paired_difference(acc[n], column(ctrl, STAGES[n])) for n in STAGES]
+        kept = [int(v) for _, v in sorted(column(by_seed, "units_kept").items())]
+        short = any(k != keep for k in kept)
         cells_ = [f"`{m}`" + (" (control)" if m == control else ""), ",".join(map(str, sorted(by_seed))),
-                  macs.format(1), t_interval(list(acc["before FT"].values())).format(), after.format(),
+                  ",".join(map(str, kept)) if short else str(keep), macs.format(1),
+                  t_interval(list(acc["before FT"].values())).format(), after.format(),
                   *[fmt_diff(d) if m != control else "" for d in diffs],
                   t_interval(list(column(by_seed, "seconds_prune").values())).format(0)]  # fmt: skip
         lines.append("| " + " | ".join(cells_) + " |")
         points[m] = ((macs.mean, error_bar(macs)), (after.mean, error_bar(after)))
+        misses = misses or short
+    if misses:
+        lines += ["", f"Units kept per seed where a method kept other than {keep}: it is listed at its target depth "
+                  "but removes more (or less) than the others: read its MACs column beside its accuracy."]  # fmt: skip
     return lines + [""], points
 
 

@@ -96,6 +96,16 @@ def test_a_method_gets_verdict_lines_only_at_depths_it_ran(grid_rows):
     assert "`SGLP (repo defaults)`, 8 kept" not in text  # not run at 8 kept: no line of "none"s
 
 
+def test_a_method_that_kept_fewer_units_than_its_target_says_so(grid_rows):
+    short = [dict(r, units_kept="13" if r["seed"] == "1" else "14") if r["method"] == "Random" else r
+             for r in grid_rows]  # fmt: skip
+    text = table.render(short, "rows.csv", None, CONTROL, None)
+    assert line_of(text, "| `Random` | 0,1,2 | 14,13,14 |")
+    assert line_of(text, f"| `{CONTROL}` (control) | 0,1,2 | 14 |")
+    assert "where a method kept other than 14" in text
+    assert "kept other than" not in table.render(grid_rows, "rows.csv", None, CONTROL, None)
+
+
 def test_a_difference_is_paired_over_shared_seeds_only(grid_rows):
     rows = [r for r in grid_rows if not (r["method"] == CONTROL and r["seed"] == "2")]
     text = table.render(rows, "rows.csv", None, CONTROL, None)
