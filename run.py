@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -71,6 +72,9 @@ def run(cfg: DictConfig) -> dict:
         check_writable(results_table)  # before any work: a row that cannot be written loses the run
     if cfg.dense_cache and cfg.mode == "prune":
         check_writable(cfg.dense_cache, key="dense_cache", fix="dense_cache=outputs/dense_cache", folder=True)
+    if cfg.search_journal and cfg.mode == "prune":
+        check_writable(cfg.search_journal, key="search_journal", fix="search_journal=outputs/search_journal",
+                       folder=True)  # fmt: skip
     task = build_task(cfg, device)
     strategy = instantiate(cfg.strategy) if cfg.mode == "prune" else None  # validated before any training
     settings = JobSettings(
@@ -99,6 +103,8 @@ def run(cfg: DictConfig) -> dict:
     if skipped(cfg, key, run_dir):
         return {"skipped": key}
     identity = run_identity(cfg, strategy, key)
+    if cfg.search_journal:  # one journal per configuration: a rerun of the same job resumes its search
+        settings = replace(settings, search_journal=os.path.join(cfg.search_journal, f"{key}.jsonl"))
     return run_pruning(
         task.load_model(), task, strategy, settings, run_dir, results_table, logger, identity, resolved,
         [*tags, identity["method"]], dense_cache(cfg, resolved),

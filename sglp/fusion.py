@@ -117,8 +117,9 @@ class LayerFusion(Strategy):
         return target_keep(num_units, self.keep, self.ratio)
 
     def __call__(
-        self, model: nn.Module, calibration=None, cka_batches=None, data=None, progress: bool = True
+        self, model: nn.Module, calibration=None, cka_batches=None, data=None, progress: bool = True, journal=None
     ) -> PruneResult:
+        """Fuse the most similar neighbours until the target depth (no candidate search: `journal` is unused)."""
         num_units = len(prunable_units(model))
         keep = target_keep(num_units, self.keep, self.ratio)
         if self.retrain is not None and data is None:

@@ -26,6 +26,7 @@ from sglp.device import is_main
 from sglp.errors import InvalidArgument
 from sglp.plots import plot_cka, plot_kept_units
 from sglp.report import NullLogger, git_commit, publish_row
+from sglp.search_journal import SearchJournal
 from sglp.strategy import Strategy, every_subset_space, timed
 from sglp.task import Task
 from sglp.units import prunable_units, unit_width
@@ -44,6 +45,7 @@ class JobSettings:
     progress: bool = True
     unique_rows: bool = False  # skip_existing: one row per config_key in the results table, even for racing jobs
     finetune_budgets: tuple[int, ...] = ()  # extra recovery budgets (steps), each from the same pruned model
+    search_journal: str | None = None  # a file: the search's scored candidates, so a killed job resumes its search
 
     def __post_init__(self) -> None:
         validation.integer("calibration.batch_size", self.calib_batch_size)
@@ -85,8 +87,14 @@ def run_pruning(
     logger.start(run_dir.name, dict(config or {}), run_dir, tags)
     task.prepare(run_dir, s.seed)
 
-    digest = task.weights_digest() if dense_cache is not None else None  # hashing the weights only for a cache
-    cache = dense_cache if digest is not None else NoCache()
+    wanted = dense_cache is not None or s.search_journal
+    digest = task.weights_digest() if wanted else None  # hashing the weights only for a cache or a journal
+    cache = dense_cache if dense_cache is not None and digest is not None else NoCache()
+    journal = None
+    if s.search_journal and digest is not None:
+        journal = SearchJournal(s.search_journal, {"config_key": (identity or {}).get("config_key"), "weights": digest})
+    elif s.search_journal:
+        log.warning("search_journal: this task's weights have no digest to key a journal by; searching without one")
     metrics: dict[str, Any] = {}
     with timed(timings, "seconds_eval_dense"):
         dense_metrics, from_cache = cache.get(digest, "evaluate", lambda: task.evaluate(model, "dense"))
@@ -96,7 +104,8 @@ def run_pruning(
     calibration = task.calibration(seed=s.seed + 1)
     cka_batches = task.cka_batches(s.calib_batch_size, s.calib_batches, seed=s.seed)
     with timed(timings, "seconds_prune"):  # the method's whole cost: similarity, segmentation, search, surgery
-        result = strategy(model, calibration=calibration, cka_batches=cka_batches, data=task.data, progress=s.progress)
+        result = strategy(model, calibration=calibration, cka_batches=cka_batches, data=task.data,
+                          progress=s.progress, journal=journal)  # fmt: skip
     timings.update({f"seconds_{k}": v for k, v in result.seconds.items()})
     log.info("segments %s; kept %s; removed %s (search space %d, %.1fs)", result.segments, result.kept,
              result.removed, result.search.search_space, result.search.seconds)  # fmt: skip

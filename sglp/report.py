@@ -65,6 +65,7 @@ VOLATILE_KEYS = (
     "skip_existing",
     "dry_run",
     "dense_cache",
+    "search_journal",
 )
 # Keys added after rows existed: left out of the key while they hold their default, so old rows keep their keys.
 LATER_KEYS = {"finetune_budgets": []}

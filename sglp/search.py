@@ -36,6 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sglp.errors import InvalidArgument
+from sglp.search_journal import SearchJournal
 from sglp.units import units_bypassed
 
 log = logging.getLogger(__name__)
@@ -185,8 +186,16 @@ class SegmentSearch:
         """Number of candidates in the full per-segment space (e.g. sum_i C(n_i, m_i) when exhaustive)."""
         return sum(math.comb(len(s), j) for s, m in zip(segments, alloc) for j in self.candidate_sizes(len(s), m))
 
-    def __call__(self, model: nn.Module, segments: list[list[int]], scorer, progress: bool = True) -> SearchResult:
-        """Choose the kept units of each segment with `scorer` on candidate views of `model` (no copies)."""
+    def __call__(
+        self,
+        model: nn.Module,
+        segments: list[list[int]],
+        scorer,
+        progress: bool = True,
+        journal: SearchJournal | None = None,
+    ) -> SearchResult:
+        """Choose the kept units of each segment with `scorer` on candidate views of `model` (no copies).
+        `journal`: candidates it holds are not scored again, and every new score is written to it (resume)."""
         alloc = self.plan(segments)
         space = self.search_space(segments, alloc)
         if scorer.importance is not None:
@@ -212,7 +221,22 @@ class SegmentSearch:
                 100.0 * evaluated / space,
             )
         t0 = time.perf_counter()
-        bar = tqdm(total=evaluated, desc="search", unit="cand", leave=False, disable=not progress)
+        details = {"segments": segments, "alloc": alloc, "mode": self.mode, "order": self.order,
+                   "budget": self.budget, "scorer": type(scorer).__name__, "maximize": scorer.maximize}  # fmt: skip
+        done = journal.open(details) if journal is not None else {}
+        try:
+            choices, scores = self._search(model, segments, alloc, candidates, scorer, progress, done, journal)
+        finally:
+            if journal is not None:
+                journal.close()
+        scorer.release()
+        kept = sorted(u for c in choices for u in c.kept)
+        removed = sorted(u for seg in segments for u in seg if u not in kept)
+        return SearchResult(kept, removed, choices, space, time.perf_counter() - t0, scores, evaluated)
+
+    def _search(self, model, segments, alloc, candidates, scorer, progress, done, journal):
+        """Score every segment's candidates (those in `done` read from it) -> (choices, scores)."""
+        bar = tqdm(total=sum(map(len, candidates)), desc="search", unit="cand", leave=False, disable=not progress)
         choices: list[SegmentChoice] = []
         scores: list[dict] = []
         decided: list[int] = []  # units removed by earlier segments (used in sequential order)
@@ -221,8 +245,12 @@ class SegmentSearch:
             best_kept, best_score = list(combos[0]), None
             for kept in combos if len(combos) > 1 else []:  # a single candidate needs no score
                 removed = tuple(sorted(base + [u for u in segment if u not in kept]))
-                with units_bypassed(model, removed):
-                    score = float(scorer(model, removed, segment=segment, kept=kept))
+                score = done.get((s, removed))
+                if score is None:
+                    with units_bypassed(model, removed):
+                        score = float(scorer(model, removed, segment=segment, kept=kept))
+                    if journal is not None:
+                        journal.record(s, removed, score)
                 scores.append({"segment": s, "removed": list(removed), "score": score})
                 better = best_score is None or (score > best_score if scorer.maximize else score < best_score)
                 if better:
@@ -234,10 +262,7 @@ class SegmentSearch:
             choices.append(SegmentChoice(segment, m, best_kept, best_score, len(combos)))
             decided += [u for u in segment if u not in best_kept]
         bar.close()
-        scorer.release()
-        kept = sorted(u for c in choices for u in c.kept)
-        removed = sorted(u for seg in segments for u in seg if u not in kept)
-        return SearchResult(kept, removed, choices, space, time.perf_counter() - t0, scores, evaluated)
+        return choices, scores
 
     def _top_units(self, segments: list[list[int]], alloc: list[int], importance, space: int) -> SearchResult:
         """Per-unit criterion: keep each segment's m_i most important units (the optimum of the summed score)."""

@@ -22,6 +22,7 @@ from torch import nn
 from sglp.errors import InvalidArgument
 from sglp.scorers.base import CalibrationSource, Scorer
 from sglp.search import SearchResult, SegmentSearch, target_keep
+from sglp.search_journal import SearchJournal
 from sglp.segmentation import Segmentation, Segmenter
 from sglp.surgery import remove_layers
 from sglp.units import prunable_units
@@ -59,7 +60,8 @@ class PruneResult:
 
 class Strategy(ABC):
     """How a job prunes. `check(num_units)` fails fast on impossible settings (before any data is read);
-    `strategy(model, calibration=, cka_batches=, data=, progress=)` returns a PruneResult without touching `model`;
+    `strategy(model, calibration=, cka_batches=, data=, progress=, journal=)` returns a PruneResult without touching
+    `model` (`journal`: a SearchJournal that a candidate search resumes from and writes to, or None);
     `describe(result)` gives the row entries that identify the choice; `label` names it in rows when no method
     label is set (e.g. "segmented/fisher/gradnorm", "one-shot/l1"); `units_kept_target(num_units)` is the depth it
     was configured for (None when it sets none)."""
@@ -69,7 +71,13 @@ class Strategy(ABC):
 
     @abstractmethod
     def __call__(
-        self, model: nn.Module, calibration: CalibrationSource, cka_batches: list, data=None, progress: bool = True
+        self,
+        model: nn.Module,
+        calibration: CalibrationSource,
+        cka_batches: list,
+        data=None,
+        progress: bool = True,
+        journal: SearchJournal | None = None,
     ) -> PruneResult: ...
 
     @abstractmethod
@@ -106,7 +114,13 @@ class SegmentedPruning(Strategy):
         self.search.check(num_units, self.segmenter.min_segments, known)
 
     def __call__(
-        self, model: nn.Module, calibration: CalibrationSource, cka_batches: list, data=None, progress: bool = True
+        self,
+        model: nn.Module,
+        calibration: CalibrationSource,
+        cka_batches: list,
+        data=None,
+        progress: bool = True,
+        journal: SearchJournal | None = None,
     ) -> PruneResult:
         """CKA of unit outputs on `cka_batches` (skipped when the segmenter ignores it) -> segments -> per-segment
         search scored on `calibration` -> real removal."""
@@ -122,7 +136,7 @@ class SegmentedPruning(Strategy):
                      [round(v, 4) for v in segmentation.loss_curve])  # fmt: skip
         with timed(seconds, "search"):
             self.scorer.prepare(calibration, model)
-            result = self.search(model, segmentation.segments, self.scorer, progress=progress)
+            result = self.search(model, segmentation.segments, self.scorer, progress=progress, journal=journal)
         with timed(seconds, "surgery"):
             pruned = remove_layers(model, result.removed)
         return PruneResult(sim, segmentation.segments, result, pruned, seconds,
