@@ -198,6 +198,7 @@ CASES: list[Case] = [
     Case("paths", ["checkpoint=WORK/empty.pt"], lambda w: (w / "empty.pt").write_bytes(b"")),
     Case("paths", ["results_table=/proc/sglp/runs.csv"]),
     Case("paths", ["dense_cache=/proc/sglp/cache"]),
+    Case("paths", ["search_journal=/proc/sglp/journal"]),
     Case("paths", ["mode=evaluate", "pruned_model=WORK/none/pruned_model.pt"]),
     Case("paths", ["mode=evaluate", "pruned_model=WORK/corrupt.pt"], lambda w: garbage(w / "corrupt.pt")),
     Case("paths", ["mode=evaluate"]),
