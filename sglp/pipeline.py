@@ -144,7 +144,8 @@ def run_pruning(
     row.update({**metrics, **finetuning, **cost})
     row.update({"search_space": result.search.search_space,
                 "search_space_every_subset": every_subset_space(result.segments),
-                "search_evaluated": result.search.evaluated, "search_seconds": result.search.seconds,
+                "search_evaluated": result.search.evaluated, "search_resumed": result.search.resumed,
+                "search_seconds": result.search.seconds,
                 **result.extra, **timings, "seconds_total": time.perf_counter() - t_start,
                 "git_commit": commit, "run_dir": str(run_dir)})  # fmt: skip
 

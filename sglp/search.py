@@ -118,6 +118,7 @@ class SearchResult:
     seconds: float
     scores: list[dict] = field(default_factory=list)  # every scored candidate: segment, removed, score
     evaluated: int = 0  # candidates considered (< search_space when a budget applies)
+    resumed: int = 0  # of those, scores read from a journal (a killed run's): `seconds` covers only the rest
 
 
 class SegmentSearch:
@@ -232,7 +233,8 @@ class SegmentSearch:
         scorer.release()
         kept = sorted(u for c in choices for u in c.kept)
         removed = sorted(u for seg in segments for u in seg if u not in kept)
-        return SearchResult(kept, removed, choices, space, time.perf_counter() - t0, scores, evaluated)
+        resumed = sum((c["segment"], tuple(c["removed"])) in done for c in scores)
+        return SearchResult(kept, removed, choices, space, time.perf_counter() - t0, scores, evaluated, resumed)
 
     def _search(self, model, segments, alloc, candidates, scorer, progress, done, journal):
         """Score every segment's candidates (those in `done` read from it) -> (choices, scores)."""

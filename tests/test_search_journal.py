@@ -71,6 +71,7 @@ def test_a_killed_search_resumes_to_the_uninterrupted_result_scoring_each_candid
     scorer = CountingScorer()
     resumed = search(journal(tmp_path), scorer, order=order)
     assert len(scorer.calls) == total - 4 and same(resumed, reference)
+    assert resumed.resumed == 4 and reference.resumed == 0
     again = CountingScorer()
     assert same(search(journal(tmp_path), again, order=order), reference) and again.calls == []
 
@@ -126,3 +127,4 @@ def test_a_prune_job_rerun_reads_its_search_from_the_journal(tmp_path, monkeypat
     monkeypatch.setattr(LossScorer, "__call__", lambda *a, **k: pytest.fail("scored again"))
     second = prune("second")
     assert second["removed"] == first["removed"]
+    assert (first["search_resumed"], second["search_resumed"]) == (0, first["search_evaluated"])
