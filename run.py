@@ -70,11 +70,9 @@ def run(cfg: DictConfig) -> dict:
     tags = [cfg.mode, cfg.model.name, cfg.dataset.name, f"table:{cfg.name}", *(["rehearsal"] if cfg.rehearse else [])]
     if results_table and cfg.mode == "prune":
         check_writable(results_table)  # before any work: a row that cannot be written loses the run
-    if cfg.dense_cache and cfg.mode == "prune":
-        check_writable(cfg.dense_cache, key="dense_cache", fix="dense_cache=outputs/dense_cache", folder=True)
-    if cfg.search_journal and cfg.mode == "prune":
-        check_writable(cfg.search_journal, key="search_journal", fix="search_journal=outputs/search_journal",
-                       folder=True)  # fmt: skip
+    for folder in ("dense_cache", "search_journal"):  # folders a prune job writes as it goes
+        if cfg[folder] and cfg.mode == "prune":
+            check_writable(cfg[folder], key=folder, fix=f"{folder}=outputs/{folder}", folder=True)
     task = build_task(cfg, device)
     strategy = instantiate(cfg.strategy) if cfg.mode == "prune" else None  # validated before any training
     settings = JobSettings(

@@ -160,6 +160,8 @@ def test_end_to_end_row_table_model_and_wandb(tmp_path, tiny_checkpoint):
         ("latency.batch_sizes=[0]", "latency.batch_sizes entry=0 must be an integer >= 1"),
         ("finetune=lora", "finetune is a LoRAConfig, which ClassificationTask cannot run"),
         ("results_table=/proc/sglp/runs.csv", "results_table=/proc/sglp/runs.csv cannot be written"),
+        ("dense_cache=/proc/sglp/cache", "dense_cache=/proc/sglp/cache cannot be written"),
+        ("search_journal=/proc/sglp/journal", "search_journal=/proc/sglp/journal cannot be written"),
     ],
 )
 def test_bad_settings_end_in_one_clear_message(tmp_path, tiny_checkpoint, override, message):
