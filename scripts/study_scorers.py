@@ -150,17 +150,18 @@ def render(rows: list[dict], args, hours: float) -> str:
                   "| scorer | Spearman with acc. after FT | Spearman with acc. before FT | acc. after FT of its "
                   "pick (%) |", "|---|---|---|---|"]  # fmt: skip
         flat = [(s, i) for s, rs in seeds.items() for i in range(len(rs))]
+        strata = [s for s, _ in flat]
         for name in PREFERENCE:
             full = {s: np.arange(len(rs)) for s, rs in seeds.items()}
             point = spearman_and_pick(seeds, name, full)
 
             def stat(which, name=name, seeds=seeds):
-                def f(idx):  # a bootstrap draw of the flat (seed, i) list, regrouped per seed
+                def f(idx):  # a bootstrap draw of the flat (seed, i) list, drawn within each seed, regrouped
                     picked = defaultdict(list)
                     for j in idx:
                         s, i = flat[j]
                         picked[s].append(i)
-                    if any(len(set(v)) < 3 for v in picked.values()) or len(picked) < len(seeds):
+                    if any(len(set(v)) < 3 for v in picked.values()):
                         return float("nan")
                     return spearman_and_pick(seeds, name, {s: np.array(v) for s, v in picked.items()})[which]
 
@@ -168,7 +169,7 @@ def render(rows: list[dict], args, hours: float) -> str:
 
             cells = []
             for which in range(3):
-                iv = bootstrap_interval(stat(which), len(flat), resamples=2000, seed=keep * 100 + which)
+                iv = bootstrap_interval(stat(which), len(flat), 2000, seed=keep * 100 + which, strata=strata)
                 digits = "+.2f" if which < 2 else ".2f"
                 cells.append(f"{point[which]:{digits}} [{iv.low:{digits}}, {iv.high:{digits}}]")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")

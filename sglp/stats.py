@@ -69,13 +69,31 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float], level: flo
 
 
 def bootstrap_interval(
-    statistic: Callable[[np.ndarray], float], n: int, resamples: int = 2000, level: float = 0.95, seed: int = 0
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+    strata: Sequence[int] | None = None,
 ) -> Interval:
     """Percentile bootstrap of `statistic(indices)` over `n` items resampled with replacement; the point estimate
-    is the statistic on all items. Resamples on which the statistic is undefined (nan) are dropped."""
+    is the statistic on all items. `strata` (one label per item): resample within each stratum, so every draw
+    keeps each stratum's size (e.g. candidates within each seed). Resamples on which the statistic is undefined
+    (nan) are dropped."""
     rng = np.random.default_rng(seed)
     point = float(statistic(np.arange(n)))
-    draws = np.array([statistic(rng.integers(0, n, n)) for _ in range(resamples)], dtype=float)
+    if strata is None:
+        groups = [np.arange(n)]
+    else:
+        labels = np.asarray(strata)
+        if labels.shape != (n,):
+            raise ValueError(f"strata has {labels.size} labels for {n} items")
+        groups = [np.flatnonzero(labels == g) for g in np.unique(labels)]
+
+    def draw() -> np.ndarray:
+        return np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups])
+
+    draws = np.array([statistic(draw()) for _ in range(resamples)], dtype=float)
     draws = draws[np.isfinite(draws)]
     alpha = (1 - level) / 2
     low, high = np.quantile(draws, [alpha, 1 - alpha]) if draws.size else (math.nan, math.nan)

@@ -56,3 +56,23 @@ def test_t_and_bootstrap_intervals_cover_the_true_mean_at_about_95_percent():
         covered_boot += b.low <= 5.0 <= b.high
     assert 0.91 <= covered_t / trials <= 0.99
     assert 0.88 <= covered_boot / trials <= 0.98  # the percentile bootstrap is a little narrow at n = 30
+
+
+def test_a_stratified_bootstrap_keeps_every_stratum_size_and_matches_the_textbook_spread():
+    x = np.array([0.0, 1.0, 2.0, 10.0, 11.0, 12.0, 13.0])  # stratum 0: three items, stratum 1: four
+    strata = [0, 0, 0, 1, 1, 1, 1]
+    size_of_first = lambda idx: float(np.sum(idx < 3))  # noqa: E731
+    pooled = bootstrap_interval(size_of_first, len(x), resamples=300, seed=1)
+    assert pooled.low < 3 < pooled.high  # pooled draws move items between strata
+    within = bootstrap_interval(size_of_first, len(x), resamples=300, seed=1, strata=strata)
+    assert within.low == within.high == 3.0
+    # the mean of two stratum means: its bootstrap standard error is the textbook sqrt(sum s_g^2 / n_g) / 2 with
+    # s_g^2 each stratum's plug-in variance; a pooled bootstrap would add the spread of the strata sizes
+    y = np.concatenate([np.random.default_rng(0).normal(0, 1, 40), np.random.default_rng(1).normal(50, 3, 60)])
+    labels = [0] * 40 + [1] * 60
+    textbook = math.sqrt(y[:40].var() / 40 + y[40:].var() / 60) / 2
+    mean_of_means = lambda j: float((y[j[j < 40]].mean() + y[j[j >= 40]].mean()) / 2)  # noqa: E731
+    spread = bootstrap_interval(mean_of_means, len(y), resamples=2000, seed=3, strata=labels)
+    assert (spread.high - spread.low) / 2 == pytest.approx(1.96 * textbook, rel=0.1)
+    with pytest.raises(ValueError, match="strata"):
+        bootstrap_interval(size_of_first, len(x), strata=[0, 1])
