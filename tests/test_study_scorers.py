@@ -2,12 +2,14 @@
 
 import importlib.util
 import itertools
+import json
 import math
 import random
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("study_scorers", ROOT / "scripts" / "study_scorers.py")
@@ -46,6 +48,7 @@ def synthetic(seeds=3, n=50):
                     "gradnorm_paper_init": rng.random(),
                     "loss": rng.random(),
                     "random": rng.random(),
+                    "kept": json.dumps(sorted(rng.sample(range(27), 14))),
                 }
             )
     return rows
@@ -72,3 +75,37 @@ def test_rendered_intervals_separate_a_perfect_scorer_from_chance(tmp_path):
     blind = line["random"].split(" | ")[1]
     low, high = (float(x) for x in blind.split("[")[1].rstrip("]").split(", "))
     assert perfect.startswith("+1.00 [+1.00") and low < 0 < high
+
+
+def candidate_rows(accuracy, seeds=3, n=50):
+    """Rows of `n` real-shaped candidates per seed (14 of 27 kept) with acc. after FT = `accuracy(kept, rng)`."""
+    segments = [list(range(0, 11)), list(range(11, 22)), list(range(22, 27))]
+    rng = np.random.default_rng(0)
+    return {
+        s: [
+            {"kept": json.dumps(list(k)), "acc_after_ft": accuracy(k, rng), "acc_before_ft": 0.0}
+            for k in study.draw_candidates(segments, [6, 6, 2], n, seed=s)
+        ]
+        for s in range(seeds)
+    }
+
+
+def test_random_scorers_spread_like_the_textbook_null_when_accuracy_ignores_the_units():
+    rows = candidate_rows(lambda k, rng: float(rng.normal()))  # accuracy independent of what is kept
+    null = study.random_scorer_null(rows, "acc_after_ft", draws=2000)
+    assert abs(float(np.mean(null))) < 0.05
+    textbook = 1 / math.sqrt(49) / math.sqrt(3)  # Spearman under independence: sd 1/sqrt(n-1); mean of 3 seeds
+    assert float(np.std(null)) == pytest.approx(textbook, rel=0.25)
+
+
+def test_random_scorers_reach_far_when_accuracy_is_additive_in_the_units_and_a_true_scorer_beats_them():
+    value = np.random.default_rng(1).normal(size=27)
+    rows = candidate_rows(lambda k, rng: float(value[list(k)].sum()))
+    null = study.random_scorer_null(rows, "acc_after_ft", draws=2000)
+    independent = 1 / math.sqrt(49) / math.sqrt(3)
+    assert float(np.std(null)) > 1.4 * independent  # random weights share the units' effect: wider than independence
+    for rs in rows.values():
+        for r in rs:
+            r["gradnorm"] = -r["acc_after_ft"]  # a scorer that knows the answer
+    perfect = study.spearman_and_pick(rows, "gradnorm_min", {s: np.arange(50) for s in rows})[0]
+    assert perfect == 1.0 and np.mean(null < perfect) == 1.0
