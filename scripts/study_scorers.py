@@ -135,8 +135,6 @@ def random_scorer_null(rows_by_seed: dict[int, list[dict]], target: str, draws: 
     unit, a candidate's score the sum over its kept units (the family the `random` scorer is one member of per seed).
     The candidate bootstrap holds each scorer fixed; this is the spread a scorer that knows nothing reaches on these
     candidates. Returns (draws,)."""
-    from scipy.stats import rankdata
-
     rng = np.random.default_rng(seed)
     kept = {s: [json.loads(r["kept"]) for r in rs] for s, rs in rows_by_seed.items()}
     units = 1 + max(u for ks in kept.values() for k in ks for u in k)
@@ -146,11 +144,8 @@ def random_scorer_null(rows_by_seed: dict[int, list[dict]], target: str, draws: 
         for i, k in enumerate(kept[s]):
             mask[i, k] = 1.0
         scores = mask @ rng.uniform(size=(units, draws))  # (candidates, draws)
-        r_score = rankdata(scores, axis=0)
-        r_acc = rankdata([r[target] for r in rs])
-        r_score -= r_score.mean(axis=0)
-        r_acc = r_acc - r_acc.mean()
-        total += (r_acc @ r_score) / (np.linalg.norm(r_acc) * np.linalg.norm(r_score, axis=0))
+        acc = [r[target] for r in rs]
+        total += [spearman(list(scores[:, d]), acc) for d in range(draws)]
     return total / len(rows_by_seed)
 
 
