@@ -9,6 +9,7 @@ Runs every check that needs neither data nor weights, on the real architecture b
   every paper row this job reproduces (experiments/<table>/paper.csv) within tolerance;
 - memory: peak of the CKA stage (L transformed n x n Grams in float64, stacked once more) and of the search
   (weights, gradients and activations of a scorer batch, or an inference pass) against the device's memory;
+- search size: candidates for equal-size segments and the extremes over the segmentations the CKA could pick;
 - time: a FLOP-count estimate of every stage at an assumed effective device rate (stated in the report).
 
 `preflight(...)` returns the checks; `report(...)` renders them; failing checks carry the fix.
@@ -16,6 +17,8 @@ Runs every check that needs neither data nor weights, on the real architecture b
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,14 +140,61 @@ def _cost_model(model: nn.Module, input_shape: Sequence[int]) -> CostModel:
     return _COST_MODELS[key]
 
 
-def _candidates_equal_segments(num_units: int, k: int, search) -> int:
-    """Candidates scored for equal-size segments (the real count depends on the CKA, known only when run)."""
-    segments = uniform_segments(num_units, k)
+def _candidates(sizes: Sequence[int], search) -> int:
+    """Candidates the search scores on contiguous segments of these sizes (its plan, space and budget)."""
+    bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    segments = [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
     alloc = search.plan(segments)
-    space = search.search_space(segments, alloc)
     if search.budget is None:
-        return space
+        return search.search_space(segments, alloc)
     return sum(min(search.budget, search.search_space([s], [m])) for s, m in zip(segments, alloc))
+
+
+def _compositions(total: int, parts: int):
+    """Every way of writing `total` as `parts` positive sizes in order (the cuts of a contiguous segmentation)."""
+    for cuts in itertools.combinations(range(1, total), parts - 1):
+        yield [b - a for a, b in zip((0, *cuts), (*cuts, total))]
+
+
+MAX_SEGMENTATIONS = 20_000  # beyond this many ways to cut the units, only equal and one-large segments are tried
+
+
+@dataclass
+class SearchSize:
+    """Candidates the search scores: `equal` for equal-size segments, the extremes over the segmentations tried
+    (all of them when `exhaustive`); the CKA decides which segmentation a run gets."""
+
+    equal: int
+    fewest: int
+    most: int
+    most_sizes: list[int]
+    exhaustive: bool
+
+    def describe(self) -> str:
+        equal = f"{self.equal:,} candidates for equal-size segments"
+        if self.most == self.fewest:
+            return equal
+        spread = (f"{self.fewest:,}-{self.most:,} over every segmentation into {len(self.most_sizes)}"
+                  if self.exhaustive else f"{self.most:,} if one segment holds almost every unit")  # fmt: skip
+        return (
+            f"{equal}; {spread} (the most for segment sizes {self.most_sizes}): the CKA picks the segments, "
+            "and the run logs its real count"
+        )
+
+
+def search_size(num_units: int, k: int, search) -> SearchSize:
+    """Candidates of `search` over k contiguous segments of `num_units`, for equal sizes and at the extremes."""
+    equal = [len(s) for s in uniform_segments(num_units, k)]
+    exhaustive = math.comb(num_units - 1, k - 1) <= MAX_SEGMENTATIONS
+    tried = _compositions(num_units, k) if exhaustive else [equal, [num_units - k + 1] + [1] * (k - 1)]
+    counts = {}
+    for sizes in tried:
+        try:
+            counts[tuple(sizes)] = _candidates(sizes, search)
+        except InvalidArgument:  # e.g. search.per_segment does not fit these sizes: the run would stop there
+            continue
+    most = max(counts, key=counts.__getitem__)
+    return SearchSize(_candidates(equal, search), min(counts.values()), counts[most], list(most), exhaustive)
 
 
 def preflight(
@@ -229,10 +279,11 @@ def preflight(
     }
     if scorer is not None and search is not None and segmenter is not None:
         k = int(getattr(segmenter, "k", 1)) if getattr(segmenter, "k", 1) != "auto" else 3
-        candidates = _candidates_equal_segments(num_units, k, search)
+        size = search_size(num_units, k, search)
         per = (3 if getattr(scorer, "needs_grad", False) else 1) * getattr(scorer, "batch_size", 1)
-        passes["search"] = candidates * per * max(1, getattr(scorer, "num_batches", 1))
-        checks.append(Check("search size", True, f"{candidates:,} candidates for equal-size segments"))
+        stage = "search" if size.most == size.fewest else "search (equal segments)"
+        passes[stage] = size.equal * per * max(1, getattr(scorer, "num_batches", 1))
+        checks.append(Check("search size", True, size.describe()))
     # a stage takes the longer of its FLOPs at the effective rate and its examples at the example-rate cap (small
     # models are bound by kernel launches and data loading, not arithmetic)
     seconds = {k: max(n * flops / (device_tflops * 1e12), n / device_examples_per_s) for k, n in passes.items() if n}
