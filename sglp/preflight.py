@@ -161,18 +161,20 @@ MAX_SEGMENTATIONS = 20_000  # beyond this many ways to cut the units, only equal
 
 @dataclass
 class SearchSize:
-    """Candidates the search scores: `equal` for equal-size segments, the extremes over the segmentations tried
-    (all of them when `exhaustive`); the CKA decides which segmentation a run gets."""
+    """Candidates the search scores: `equal` for equal-size segments (None when they do not fit
+    `search.per_segment`), the extremes over the segmentations tried (all of them when `exhaustive`); the CKA decides
+    which segmentation a run gets."""
 
-    equal: int
+    equal: int | None
     fewest: int
     most: int
     most_sizes: list[int]
     exhaustive: bool
 
     def describe(self) -> str:
-        equal = f"{self.equal:,} candidates for equal-size segments"
-        if self.most == self.fewest:
+        equal = (f"{self.equal:,} candidates for equal-size segments" if self.equal is not None
+                 else "equal-size segments do not fit search.per_segment")  # fmt: skip
+        if self.most == self.fewest and self.equal is not None:
             return equal
         spread = (f"{self.fewest:,}-{self.most:,} over every segmentation into {len(self.most_sizes)}"
                   if self.exhaustive else f"{self.most:,} if one segment holds almost every unit")  # fmt: skip
@@ -182,19 +184,22 @@ class SearchSize:
         )
 
 
-def search_size(num_units: int, k: int, search) -> SearchSize:
-    """Candidates of `search` over k contiguous segments of `num_units`, for equal sizes and at the extremes."""
-    equal = [len(s) for s in uniform_segments(num_units, k)]
+def search_size(num_units: int, k: int, search) -> SearchSize | None:
+    """Candidates of `search` over k contiguous segments of `num_units`, for equal sizes and at the extremes;
+    None when no segmentation tried fits `search.per_segment` (the run checks it against its real segments)."""
+    equal = tuple(len(s) for s in uniform_segments(num_units, k))
     exhaustive = math.comb(num_units - 1, k - 1) <= MAX_SEGMENTATIONS
     tried = _compositions(num_units, k) if exhaustive else [equal, [num_units - k + 1] + [1] * (k - 1)]
     counts = {}
     for sizes in tried:
         try:
             counts[tuple(sizes)] = _candidates(sizes, search)
-        except InvalidArgument:  # e.g. search.per_segment does not fit these sizes: the run would stop there
+        except InvalidArgument:  # search.per_segment does not fit these sizes
             continue
+    if not counts:
+        return None
     most = max(counts, key=counts.__getitem__)
-    return SearchSize(_candidates(equal, search), min(counts.values()), counts[most], list(most), exhaustive)
+    return SearchSize(counts.get(equal), min(counts.values()), counts[most], list(most), exhaustive)
 
 
 def preflight(
@@ -281,9 +286,16 @@ def preflight(
         k = int(getattr(segmenter, "k", 1)) if getattr(segmenter, "k", 1) != "auto" else 3
         size = search_size(num_units, k, search)
         per = (3 if getattr(scorer, "needs_grad", False) else 1) * getattr(scorer, "batch_size", 1)
-        stage = "search" if size.most == size.fewest else "search (equal segments)"
-        passes[stage] = size.equal * per * max(1, getattr(scorer, "num_batches", 1))
-        checks.append(Check("search size", True, size.describe()))
+        if size is None:
+            checks.append(Check("search size", True, "search.per_segment fits none of the segmentations tried: "
+                                "the run checks it against the CKA's segments"))  # fmt: skip
+        elif size.equal is not None:
+            stage = "search" if size.most == size.fewest else "search (equal segments)"
+            passes[stage] = size.equal * per * max(1, getattr(scorer, "num_batches", 1))
+        else:
+            passes["search (fewest)"] = size.fewest * per * max(1, getattr(scorer, "num_batches", 1))
+        if size is not None:
+            checks.append(Check("search size", True, size.describe()))
     # a stage takes the longer of its FLOPs at the effective rate and its examples at the example-rate cap (small
     # models are bound by kernel launches and data loading, not arithmetic)
     seconds = {k: max(n * flops / (device_tflops * 1e12), n / device_examples_per_s) for k, n in passes.items() if n}

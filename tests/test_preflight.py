@@ -58,3 +58,14 @@ def test_search_size_without_a_spread_says_one_count():
     size = search_size(27, 1, SegmentSearch(keep=14))
     assert size.fewest == size.most == size.equal
     assert size.describe() == f"{size.equal:,} candidates for equal-size segments"
+
+
+def test_search_size_when_equal_segments_do_not_fit_per_segment():
+    """search.per_segment=[6, 1, 1] cannot apply to equal segments of 10 units (4, 3, 3), only to a first segment of
+    6 or more; the count comes from those segmentations, listed one by one."""
+    search = SegmentSearch(per_segment=[6, 1, 1])
+    counts = _brute_force_counts(10, 3, search)
+    size = search_size(10, 3, search)
+    assert size.equal is None and (4, 3, 3) not in counts
+    assert (size.fewest, size.most) == (min(counts.values()), max(counts.values()))
+    assert "do not fit search.per_segment" in size.describe()
