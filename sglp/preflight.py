@@ -28,7 +28,7 @@ from torch import nn
 
 from sglp.errors import InvalidArgument, SGLPError
 from sglp.operating_points import DEFAULT_TOLERANCE_PP, CostModel
-from sglp.segmentation import uniform_segments
+from sglp.segmentation import contiguous_segments, uniform_segments
 from sglp.units import prunable_units
 
 GB = 1024**3
@@ -140,20 +140,18 @@ def _cost_model(model: nn.Module, input_shape: Sequence[int]) -> CostModel:
     return _COST_MODELS[key]
 
 
-def _candidates(sizes: Sequence[int], search) -> int:
-    """Candidates the search scores on contiguous segments of these sizes (its plan, space and budget)."""
-    bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
-    segments = [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+def _candidates(segments: list[list[int]], search) -> int:
+    """Candidates the search scores on these segments (its plan, space and budget)."""
     alloc = search.plan(segments)
     if search.budget is None:
         return search.search_space(segments, alloc)
     return sum(min(search.budget, search.search_space([s], [m])) for s, m in zip(segments, alloc))
 
 
-def _compositions(total: int, parts: int):
-    """Every way of writing `total` as `parts` positive sizes in order (the cuts of a contiguous segmentation)."""
-    for cuts in itertools.combinations(range(1, total), parts - 1):
-        yield [b - a for a, b in zip((0, *cuts), (*cuts, total))]
+def _segmentations(num_units: int, k: int):
+    """Every way of cutting `num_units` units into k contiguous, non-empty segments."""
+    for cuts in itertools.combinations(range(1, num_units), k - 1):
+        yield contiguous_segments((0, *cuts, num_units))
 
 
 MAX_SEGMENTATIONS = 20_000  # beyond this many ways to cut the units, only equal and one-large segments are tried
@@ -162,14 +160,14 @@ MAX_SEGMENTATIONS = 20_000  # beyond this many ways to cut the units, only equal
 @dataclass
 class SearchSize:
     """Candidates the search scores: `equal` for equal-size segments (None when they do not fit
-    `search.per_segment`), the extremes over the segmentations tried (all of them when `exhaustive`); the CKA decides
-    which segmentation a run gets."""
+    `search.per_segment`), the extremes over the segmentations tried (all of them when `every_segmentation`); the
+    CKA decides which segmentation a run gets."""
 
     equal: int | None
     fewest: int
     most: int
     most_sizes: list[int]
-    exhaustive: bool
+    every_segmentation: bool
 
     def describe(self) -> str:
         equal = (f"{self.equal:,} candidates for equal-size segments" if self.equal is not None
@@ -177,7 +175,7 @@ class SearchSize:
         if self.most == self.fewest and self.equal is not None:
             return equal
         spread = (f"{self.fewest:,}-{self.most:,} over every segmentation into {len(self.most_sizes)}"
-                  if self.exhaustive else f"{self.most:,} if one segment holds almost every unit")  # fmt: skip
+                  if self.every_segmentation else f"{self.most:,} if one segment holds almost every unit")  # fmt: skip
         return (
             f"{equal}; {spread} (the most for segment sizes {self.most_sizes}): the CKA picks the segments, "
             "and the run logs its real count"
@@ -187,19 +185,21 @@ class SearchSize:
 def search_size(num_units: int, k: int, search) -> SearchSize | None:
     """Candidates of `search` over k contiguous segments of `num_units`, for equal sizes and at the extremes;
     None when no segmentation tried fits `search.per_segment` (the run checks it against its real segments)."""
-    equal = tuple(len(s) for s in uniform_segments(num_units, k))
-    exhaustive = math.comb(num_units - 1, k - 1) <= MAX_SEGMENTATIONS
-    tried = _compositions(num_units, k) if exhaustive else [equal, [num_units - k + 1] + [1] * (k - 1)]
+    equal = uniform_segments(num_units, k)
+    every_segmentation = math.comb(num_units - 1, k - 1) <= MAX_SEGMENTATIONS
+    one_large = contiguous_segments([0, *range(num_units - k + 1, num_units + 1)])
+    tried = _segmentations(num_units, k) if every_segmentation else [equal, one_large]
     counts = {}
-    for sizes in tried:
+    for segments in tried:
         try:
-            counts[tuple(sizes)] = _candidates(sizes, search)
+            counts[tuple(map(len, segments))] = _candidates(segments, search)
         except InvalidArgument:  # search.per_segment does not fit these sizes
             continue
     if not counts:
         return None
     most = max(counts, key=counts.__getitem__)
-    return SearchSize(counts.get(equal), min(counts.values()), counts[most], list(most), exhaustive)
+    return SearchSize(counts.get(tuple(map(len, equal))), min(counts.values()), counts[most], list(most),
+                      every_segmentation)  # fmt: skip
 
 
 def preflight(
@@ -289,12 +289,12 @@ def preflight(
         if size is None:
             checks.append(Check("search size", True, "search.per_segment fits none of the segmentations tried: "
                                 "the run checks it against the CKA's segments"))  # fmt: skip
-        elif size.equal is not None:
-            stage = "search" if size.most == size.fewest else "search (equal segments)"
-            passes[stage] = size.equal * per * max(1, getattr(scorer, "num_batches", 1))
         else:
-            passes["search (fewest)"] = size.fewest * per * max(1, getattr(scorer, "num_batches", 1))
-        if size is not None:
+            if size.equal is None:
+                stage, count = "search (fewest)", size.fewest
+            else:
+                stage, count = ("search" if size.most == size.fewest else "search (equal segments)"), size.equal
+            passes[stage] = count * per * max(1, getattr(scorer, "num_batches", 1))
             checks.append(Check("search size", True, size.describe()))
     # a stage takes the longer of its FLOPs at the effective rate and its examples at the example-rate cap (small
     # models are bound by kernel launches and data loading, not arithmetic)

@@ -24,6 +24,7 @@ Euclidean distances to the segment's mean row).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -90,8 +91,7 @@ def fisher_dp(diameters: torch.Tensor, k: int) -> tuple[float, list[list[int]]]:
     for m in range(k, 1, -1):
         j = arg[m][j]
         cuts.append(j)
-    bounds = [0] + cuts[::-1] + [n]
-    return f[k][n], [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return f[k][n], contiguous_segments([0] + cuts[::-1] + [n])
 
 
 def fisher_segments(similarity: torch.Tensor, k: int, representation: str = "row_sum") -> list[list[int]]:
@@ -203,13 +203,17 @@ class FisherSegmenter(Segmenter):
         return Segmentation(fisher_segments(similarity, int(self.k), self.representation))
 
 
+def contiguous_segments(bounds: Sequence[int]) -> list[list[int]]:
+    """Segments [bounds[i], bounds[i+1]) of unit indices, e.g. (0, 3, 5) -> [[0, 1, 2], [3, 4]]."""
+    return [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def uniform_segments(num_units: int, k: int) -> list[list[int]]:
     """k contiguous segments of near-equal size (earlier segments one larger when L % k != 0)."""
     if not 1 <= k <= num_units:
         raise InvalidArgument(f"k must be between 1 and the number of units ({num_units}), got {k}")
     sizes = [num_units // k + (1 if i < num_units % k else 0) for i in range(k)]
-    bounds = [sum(sizes[:i]) for i in range(k + 1)]
-    return [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return contiguous_segments([sum(sizes[:i]) for i in range(k + 1)])
 
 
 @dataclass

@@ -39,7 +39,7 @@ def _brute_force_counts(num_units: int, k: int, search: SegmentSearch) -> dict[t
 def test_search_size_spans_every_segmentation(search):
     counts = _brute_force_counts(10, 3, search)
     size = search_size(10, 3, search)
-    assert size.exhaustive
+    assert size.every_segmentation
     assert (size.fewest, size.most) == (min(counts.values()), max(counts.values()))
     assert counts[tuple(size.most_sizes)] == size.most
     assert size.equal == counts[(4, 3, 3)]
