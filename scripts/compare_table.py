@@ -102,6 +102,11 @@ def verdicts_section(grid: dict[int, dict[str, dict[int, dict]]], control: str) 
             for name, key in STAGES.items():
                 diffs = {m: -d for m, d in against(grid[keep], method, key).items()}
                 shown += len(diffs)
+                if not diffs:
+                    seeds = len(grid[keep][method])
+                    lines.append(f"- `{method}`, {keep} kept, {name}: {seeds} seed{'s' * (seeds != 1)}, no method "
+                                 "shares two with it: no interval yet.")  # fmt: skip
+                    continue
                 wins, losses, ties = by_sign(diffs)
                 lines.append(f"- `{method}`, {keep} kept, {name}: better than {wins or 'none'}; worse than "
                              f"{losses or 'none'}; no difference shown against {ties or 'none'}.")  # fmt: skip

@@ -96,6 +96,14 @@ def test_a_method_gets_verdict_lines_only_at_depths_it_ran(grid_rows):
     assert "`SGLP (repo defaults)`, 8 kept" not in text  # not run at 8 kept: no line of "none"s
 
 
+def test_a_method_with_one_seed_at_a_depth_says_it_has_no_interval(grid_rows):
+    one = [row("SGLP (paper)", 0, 70.0, before=10.0, keep=14)]
+    text = table.render(grid_rows + one, "rows.csv", None, CONTROL, None)
+    line = line_of(text, "- `SGLP (paper)`, 14 kept, after FT:")
+    assert line == "- `SGLP (paper)`, 14 kept, after FT: 1 seed, no method shares two with it: no interval yet."
+    assert "(1 seed: no interval)" in line_of(text, "| in-segment search, as the paper states it")
+
+
 def test_a_method_that_kept_fewer_units_than_its_target_says_so(grid_rows):
     short = [dict(r, units_kept="13" if r["seed"] == "1" else "14") if r["method"] == "Random" else r
              for r in grid_rows]  # fmt: skip

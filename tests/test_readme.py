@@ -1,4 +1,5 @@
-"""The README's Python example runs as written (on the committed backbone)."""
+"""The README: its Python example runs as written (on the committed backbone), what it names exists, and its numbers
+come from the results files."""
 
 import re
 import subprocess
@@ -65,3 +66,17 @@ def test_update_readme_refuses_a_block_without_a_source():
     with pytest.raises(SystemExit, match="no source"):
         update.fill("<!-- no_such_results_file:start -->\nx\n<!-- no_such_results_file:end -->\n")
     assert update.fill("<!-- compare_findings:start -->\nmine\n<!-- compare_findings:end -->\n").count("mine") == 1
+
+
+INTERVAL = re.compile(r"[+-]?\d+\.\d+ (?:\[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]|± \d+\.\d+)")
+
+
+def test_readme_findings_cite_only_intervals_the_results_files_hold():
+    """Every interval in the hand-written comparison findings appears, as written, in the rendered pages it cites."""
+    text = " ".join((ROOT / "README.md").read_text().split())  # intervals may break across lines
+    findings = text.split("<!-- compare_findings:start -->")[1].split("<!-- compare_findings:end -->")[0]
+    pages = " ".join(" ".join((ROOT / "results" / f).read_text().split())
+                     for f in ("compare_fashion_mnist.md", "scorer_study.md"))  # fmt: skip
+    cited = INTERVAL.findall(findings)
+    assert len(cited) >= 10, "the findings cite intervals"
+    assert [c for c in cited if c not in pages] == []
