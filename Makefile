@@ -58,7 +58,7 @@ demo: data  ## SGLP end to end on ResNet-56 / Fashion-MNIST (offline, ~6 min on 
 # x COMPARE_SEEDS, rows in results/rows/compare.csv; a rerun resumes (skip_existing). At the aggressive depth the
 # methods the question is about also fine-tune for 50 and 600 steps (budget curves). SGLP as the paper states it
 # comes last: its every-subset search (capped at each segment's allotment) scores, on the seeds' calibration batches,
-# 275-1,483 candidates at 8 kept, 1,661-10,011 at 14 and 2,247-16,042 at 20 (0.2-0.5 s each on 2 cores: 1 min to ~2 h a run).
+# 275-1,483 candidates at 8 kept, 1,661-10,011 at 14 and 2,247-16,042 at 20 (0.2-0.7 s each on 2 cores: 1 min to ~3 h a run).
 COMPARE_SEEDS ?= 0,1,2
 COMPARE_TOP := sglp,sglp_random,random,shortgpt
 COMPARE_REST := sr_init,layerprune_taylor,layerprune_imprint,l1,chen,fusion
