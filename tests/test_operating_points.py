@@ -18,7 +18,7 @@ from helpers import ROOT, compose_with, target_jobs
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sglp.operating_points import DEFAULT_TOLERANCE_PP, CostModel, build_on_meta, macs_and_params
+from sglp.operating_points import DEFAULT_TOLERANCE_PP, CostModel, build_on_meta, counting_twin, macs_and_params
 from sglp.surgery import remove_layers
 from sglp.tables import as_number, cost_rows
 from sglp.units import prunable_units
@@ -124,6 +124,22 @@ def test_reachable_set_equals_every_removal_set_counted(factory, shape, num_remo
     assert {(round(p.macs_pct, 9), round(p.params_pct, 9)) for p in found.points} == expected
     assert cost.additive == ("resnet" in factory)
     assert math.comb(len(prunable_units(model)), num_removed) >= len(expected)
+
+
+@pytest.mark.parametrize("factory", ["sglp.models.resnet_cifar:resnet20", "sglp.models.vgg_cifar:vgg16_bn"])
+def test_counting_on_a_cpu_twin_equals_counting_on_meta(factory):
+    """The cost model counts a small meta model on a zero-filled CPU copy: every count equals the count on meta."""
+    module, name = factory.split(":")
+    model, shape = build_on_meta(getattr(importlib.import_module(module), name)), (3, 32, 32)
+    twin = counting_twin(model)
+    assert next(twin.parameters()).device.type == "cpu" and next(model.parameters()).device.type == "meta"
+    assert counting_twin(model, max_params=1000) is model, "a model over the limit stays on meta"
+    assert CostModel.of(model, shape).model is not model
+    assert macs_and_params(twin, shape) == macs_and_params(model, shape)
+    for removed in ([0], [1, 4], [2, 3, 5]):
+        with torch.device("meta"):
+            on_meta = macs_and_params(remove_layers(model, removed), shape)
+        assert macs_and_params(remove_layers(twin, removed), shape) == on_meta
 
 
 def test_meta_costs_equal_costs_of_the_real_model():
