@@ -43,7 +43,8 @@ def main() -> None:
     lines = [
         "# Operating points: the papers' cost columns against our configured depths",
         "",
-        "Made by `python scripts/operating_points.py` (costs counted on the meta device; no training, timing-free).",
+        "Made by `python scripts/operating_points.py` (architectures built on the meta device, small ones counted on"
+        " a zero-filled CPU copy; no training, timing-free).",
         f"Tolerance {DEFAULT_TOLERANCE_PP} pp. `quoted` rows are reachable at no depth: their method runs at SGLP's.",
         "",
         "| table | experiment | paper row | paper FLOPs ↓ / params ↓ | kept | kind | nearest point (MACs ↓ / params ↓)"
