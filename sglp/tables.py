@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import functools
 import math
 import operator
 import statistics
@@ -381,9 +382,17 @@ COST_COLUMNS = {"flops": "macs_reduction_pct", "params": "params_reduction_pct"}
 
 
 def cost_rows(folder: str | Path) -> list[dict[str, str]]:
-    """The paper rows of a table that report a FLOPs or parameter reduction (paper.csv columns `flops`, `params`)."""
+    """The paper rows of a table that report a FLOPs or parameter reduction (paper.csv columns `flops`, `params`).
+    Read once per process and file version (a sweep's pre-flight asks for every table at every job)."""
+    folder = Path(folder).resolve()
+    stamp = tuple(f.stat().st_mtime_ns if f.exists() else None for f in (folder / "table.yaml", folder / "paper.csv"))
+    return [dict(p) for p in _cost_rows(folder, stamp)]
+
+
+@functools.lru_cache(maxsize=256)
+def _cost_rows(folder: Path, stamp: tuple) -> tuple[dict[str, str], ...]:
     _, paper = load_spec(folder)
-    return [p for p in paper if any(as_number(p.get(c)) is not None for c in COST_COLUMNS)]
+    return tuple(p for p in paper if any(as_number(p.get(c)) is not None for c in COST_COLUMNS))
 
 
 def paper_cost_rows_for(

@@ -192,3 +192,22 @@ def test_a_job_configured_for_a_depth_matches_its_paper_row_even_if_it_kept_fewe
     old_row = {"experiment": "t", "method": "SGLP (paper)", "units_kept": "6"}  # written before the target column
     match = ["experiment", "method", "units_kept"]
     assert matching([kept_fewer, other_job, old_row], paper, match, stand_in=False) == [kept_fewer, old_row]
+
+
+def test_cost_rows_are_read_again_when_the_paper_file_changes(tmp_path):
+    """cost_rows is cached per process: an edited paper.csv (or a copy of the table elsewhere) is read anew."""
+    import os
+    import shutil
+
+    from sglp.tables import cost_rows
+
+    folder = tmp_path / "sglp_table2"
+    shutil.copytree(ROOT / "experiments" / "sglp_table2", folder)
+    first = cost_rows(folder)
+    assert first == cost_rows(ROOT / "experiments" / "sglp_table2") and first[1]["flops"] == "15.59"
+    first[1]["flops"] = "mutated"  # callers get copies
+    assert cost_rows(folder)[1]["flops"] == "15.59"
+    paper = folder / "paper.csv"
+    paper.write_text(paper.read_text().replace(",15.59,", ",99.99,"))
+    os.utime(paper, ns=(paper.stat().st_atime_ns, paper.stat().st_mtime_ns + 1_000_000))
+    assert cost_rows(folder)[1]["flops"] == "99.99"
