@@ -32,7 +32,8 @@ from sglp.units import prunable_units
 
 MAX_ENUMERATED = 20_000  # removal sets enumerated when costs are not additive
 DEFAULT_TOLERANCE_PP = 0.5  # percentage points: below one unit's share in every table here (>= 2.3 pp)
-CPU_TWIN_MAX_PARAMS = 64_000_000  # meta models up to this size are counted on a CPU copy (256 MB of float32)
+CPU_TWIN_MAX_PARAMS = 64_000_000  # meta models up to this size are counted on a CPU copy (256 MB of float32) ...
+CPU_TWIN_MAX_MACS = 1e9  # ... when one forward costs at most this: above it a real CPU forward is slower than meta
 
 
 def build_on_meta(factory: Callable[[], nn.Module]) -> nn.Module:
@@ -45,7 +46,8 @@ def counting_twin(model: nn.Module, max_params: int = CPU_TWIN_MAX_PARAMS) -> nn
     """A zero-filled CPU copy of a meta-device model of at most `max_params` parameters, else `model` itself.
 
     Counting is shape-only either way, but a forward on the meta device runs batch norm through Python
-    decompositions: a ResNet-56 counts in ~0.15 s on meta and ~0.05 s on a CPU copy (scripts/bench_costs.py).
+    decompositions: a CIFAR ResNet-56 counts ~2x faster on a CPU copy, an ImageNet ResNet-50 (4 GMACs) slower
+    (results/bench_costs.md); `CostModel.of` uses a copy only up to CPU_TWIN_MAX_MACS.
     """
     params = list(model.parameters())
     if not params or any(p.device.type != "meta" for p in params) or sum(p.numel() for p in params) > max_params:
@@ -136,12 +138,15 @@ class CostModel:
         checks: int = 4,
         seed: int = 0,
         cpu_copy_max_params: int = CPU_TWIN_MAX_PARAMS,
+        cpu_copy_max_macs: float = CPU_TWIN_MAX_MACS,
     ) -> CostModel:
         """Count the dense model and every single removal; test additivity on `checks` random removal sets. A small
-        meta-device model (up to `cpu_copy_max_params`) is counted on a CPU copy (`counting_twin`: the same counts,
-        faster)."""
-        cm = cls(counting_twin(model, cpu_copy_max_params), tuple(input_shape))
-        cm.dense_macs, cm.dense_params = macs_and_params(cm.model, cm.input_shape)
+        meta-device model (up to `cpu_copy_max_params` and `cpu_copy_max_macs` a forward) is then counted on a CPU
+        copy (`counting_twin`: the same counts, faster)."""
+        dense = macs_and_params(model, input_shape)
+        cheap = dense[0] <= cpu_copy_max_macs
+        cm = cls(counting_twin(model, cpu_copy_max_params) if cheap else model, tuple(input_shape))
+        cm.dense_macs, cm.dense_params = dense
         n = len(prunable_units(cm.model))
         cm.unit_savings = [cm._saving([i]) for i in range(n)]
         rng = random.Random(seed)

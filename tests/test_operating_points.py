@@ -135,6 +135,7 @@ def test_counting_on_a_cpu_twin_equals_counting_on_meta(factory):
     assert next(twin.parameters()).device.type == "cpu" and next(model.parameters()).device.type == "meta"
     assert counting_twin(model, max_params=1000) is model, "a model over the limit stays on meta"
     assert CostModel.of(model, shape).model is not model
+    assert CostModel.of(model, shape, cpu_copy_max_macs=1e6).model is model, "an expensive forward stays on meta"
     assert macs_and_params(twin, shape) == macs_and_params(model, shape)
     for removed in ([0], [1, 4], [2, 3, 5]):
         with torch.device("meta"):
