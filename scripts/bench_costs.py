@@ -13,10 +13,10 @@ import argparse
 import math
 import os
 import platform
-import time
 from pathlib import Path
 
 import torch
+from bench_search import timed  # best-of-n wall time; scripts/ is on the path when run as a script
 
 from sglp.models.resnet_cifar import resnet56
 from sglp.models.torchvision_nets import torchvision_classifier
@@ -28,15 +28,6 @@ MODELS = {  # name -> (factory, input shape)
     "VGG-16-BN (CIFAR, 13 convs)": (lambda: vgg16_bn(num_classes=10), (3, 32, 32)),
     "ResNet-50 (ImageNet, 16 blocks)": (lambda: torchvision_classifier("resnet50"), (3, 224, 224)),
 }
-
-
-def timed(fn, repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def main() -> None:
