@@ -147,6 +147,11 @@ class SegmentSearch:
         self.mode, self.cap_at_allotted = mode, cap_at_allotted
         self.per_segment = list(per_segment) if per_segment is not None else None
 
+    @property
+    def picks_depth(self) -> bool:
+        """Whether the kept count follows the scorer rather than the target (every subset of every size)."""
+        return self.mode == "paper" and not self.cap_at_allotted
+
     def candidate_sizes(self, n: int, m: int) -> list[int]:
         """Allowed kept-subset sizes in a segment of n units with m allotted."""
         if self.mode == "exhaustive":

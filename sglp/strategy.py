@@ -155,7 +155,8 @@ class SegmentedPruning(Strategy):
         return "/".join([self.name, *(str(choices.get(g)) for g in self.label_groups)])
 
     def units_kept_target(self, num_units: int) -> int | None:
-        if self.search.per_segment is not None:
+        """The depth the search is held to; None when it picks its own (every subset, no cap) or has counts."""
+        if self.search.per_segment is not None or self.search.picks_depth:
             return None
         return target_keep(num_units, self.search.keep, self.search.ratio)
 
