@@ -98,3 +98,30 @@ def bootstrap_interval(
     alpha = (1 - level) / 2
     low, high = np.quantile(draws, [alpha, 1 - alpha]) if draws.size else (math.nan, math.nan)
     return Interval(point, float(low), float(high), n)
+
+
+def paired_t_pvalue(differences: Sequence[float]) -> float:
+    """Two-sided p-value of the one-sample t-test that the mean of `differences` (n >= 2) is 0: 2 · P(T_{n-1} >
+    |mean| / (s / sqrt(n))); 1.0 when every difference is 0, 0.0 when they are equal and not 0."""
+    x = np.asarray(differences, dtype=float)
+    if x.size < 2:
+        raise ValueError(f"a paired t-test needs at least 2 differences, got {x.size}")
+    m, s = float(x.mean()), float(x.std(ddof=1))
+    if s == 0.0:
+        return 1.0 if m == 0.0 else 0.0
+    t = abs(m) / (s / math.sqrt(x.size))
+    return float(2 * _scipy_stats.t.sf(t, x.size - 1))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (Holm 1979), in the input order: sort p ascending, p_(i) · (m - i + 1) for
+    i = 1..m, a running maximum so the order is kept, capped at 1. A hypothesis is rejected at family-wise level
+    alpha when its adjusted p-value is <= alpha."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(pvalues[i])))
+        adjusted[i] = running
+    return adjusted

@@ -1,6 +1,7 @@
 """sglp.stats against textbook values: Student-t quantiles from the printed table, intervals computed by hand,
 and a bootstrap that must cover the mean of a known distribution at about its nominal rate."""
 
+import itertools
 import math
 
 import numpy as np
@@ -76,3 +77,49 @@ def test_a_stratified_bootstrap_keeps_every_stratum_size_and_matches_the_textboo
     assert (spread.high - spread.low) / 2 == pytest.approx(1.96 * textbook, rel=0.1)
     with pytest.raises(ValueError, match="strata"):
         bootstrap_interval(size_of_first, len(x), strata=[0, 1])
+
+
+def test_holm_on_the_textbook_example():
+    """Four hypotheses at alpha 0.05 (the usual worked example): sorted 0.005, 0.01, 0.03, 0.04 are multiplied by
+    4, 3, 2, 1 -> 0.02, 0.03, 0.06, max(0.06, 0.04); the first two are rejected, then Holm stops."""
+    from sglp.stats import holm
+
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.9, 0.8]) == [1.0, 1.0]
+
+
+def _closed_testing_bonferroni(pvalues):
+    """Holm as the closed testing of Bonferroni tests (Marcus et al. 1976): hypothesis i's adjusted p-value is the
+    largest, over every intersection S that contains i, of min(1, |S| · min_{j in S} p_j)."""
+    m = len(pvalues)
+    out = []
+    for i in range(m):
+        others = [j for j in range(m) if j != i]
+        worst = 0.0
+        for r in range(len(others) + 1):
+            for rest in itertools.combinations(others, r):
+                s = (i, *rest)
+                worst = max(worst, min(1.0, len(s) * min(pvalues[j] for j in s)))
+        out.append(worst)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_holm_equals_closed_testing_of_bonferroni(seed):
+    from sglp.stats import holm
+
+    rng = np.random.default_rng(seed)
+    p = list(rng.uniform(0, 0.2, size=int(rng.integers(1, 8))))
+    assert holm(p) == pytest.approx(_closed_testing_bonferroni(p))
+
+
+def test_paired_t_pvalue_matches_scipys_one_sample_test():
+    from scipy import stats
+
+    from sglp.stats import paired_t_pvalue
+
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 5, 9):
+        x = rng.normal(0.4, 1.0, size=n)
+        assert paired_t_pvalue(x) == pytest.approx(stats.ttest_1samp(x, 0.0).pvalue)
+    assert paired_t_pvalue([0.0, 0.0, 0.0]) == 1.0 and paired_t_pvalue([0.5, 0.5]) == 0.0
