@@ -47,8 +47,10 @@ def run(cfg: DictConfig) -> dict:
     from sglp import validation
     from sglp.device import init_distributed, is_main, rank, resolve_device
     from sglp.errors import InvalidArgument
-    from sglp.pipeline import JobSettings, run_evaluation, run_pretraining, run_pruning
-    from sglp.report import NullLogger, check_writable, config_key
+    from sglp.controls import check_controls
+    from sglp.pipeline import (JobSettings, control_key, run_evaluation, run_matched_controls, run_pretraining,
+                               run_pruning)
+    from sglp.report import NullLogger, check_writable, config_key, find_row, portable_text
     from sglp.training import seed_everything
 
     if cfg.mode not in MODES:
@@ -75,6 +77,7 @@ def run(cfg: DictConfig) -> dict:
             check_writable(cfg[folder], key=folder, fix=f"{folder}=outputs/{folder}", folder=True)
     task = build_task(cfg, device)
     strategy = instantiate(cfg.strategy) if cfg.mode == "prune" else None  # validated before any training
+    controls = check_controls(cfg.matched_controls)
     settings = JobSettings(
         calib_batch_size=cfg.calibration.batch_size,
         calib_batches=cfg.calibration.num_batches,
@@ -91,22 +94,31 @@ def run(cfg: DictConfig) -> dict:
         meta = run_pretraining(
             task, instantiate(cfg.pretrain), seed=cfg.seed, resume=cfg.resume, overwrite=cfg.overwrite,
             name=f"pretrain-{cfg.model.name}-{cfg.dataset.name}", run_dir=run_dir, logger=logger, config=resolved,
-            tags=tags, config_yaml=OmegaConf.to_yaml(cfg, resolve=True), command=command_line(),
+            tags=tags, config_yaml=portable_text(OmegaConf.to_yaml(cfg, resolve=True), cfg.paths.root), command=command_line(),
             log_file=os.path.join(run_dir, f"{HydraConfig.get().job.name}.log"),
         )  # fmt: skip
         if cfg.mode == "pretrain":
             return meta
 
     key = config_key(resolved, root=cfg.paths.root)
-    if skipped(cfg, key, run_dir):
+    row = find_row(cfg.results_table, key) if cfg.skip_existing and cfg.results_table else None
+    wanted = [control_key(key, c) for c in controls]
+    done = {k for k in wanted if row is not None and find_row(cfg.results_table, k) is not None}
+    if row is not None and (len(done) == len(wanted) or not controls) and skipped(cfg, key, run_dir):
         return {"skipped": key}
-    identity = run_identity(cfg, strategy, key)
-    if cfg.search_journal:  # one journal per configuration: a rerun of the same job resumes its search
-        settings = replace(settings, search_journal=os.path.join(cfg.search_journal, f"{key}.jsonl"))
-    return run_pruning(
-        task.load_model(), task, strategy, settings, run_dir, results_table, logger, identity, resolved,
-        [*tags, identity["method"]], dense_cache(cfg, resolved),
-    )  # fmt: skip
+    model = task.load_model()
+    if row is None:
+        identity = run_identity(cfg, strategy, key)
+        if cfg.search_journal:  # one journal per configuration: a rerun of the same job resumes its search
+            settings = replace(settings, search_journal=os.path.join(cfg.search_journal, f"{key}.jsonl"))
+        row = run_pruning(
+            model, task, strategy, settings, run_dir, results_table, logger, identity, resolved,
+            [*tags, identity["method"]], dense_cache(cfg, resolved),
+        )  # fmt: skip
+    if controls:  # random choices built like the method's own: its segments, its counts, its seed
+        run_matched_controls(model, task, row, controls, settings, run_dir, results_table, dense_cache(cfg, resolved),
+                             done)  # fmt: skip
+    return row
 
 
 def dense_cache(cfg: DictConfig, resolved: dict):

@@ -22,13 +22,15 @@ from torch import nn
 
 from sglp import validation
 from sglp.dense_cache import DenseCache, NoCache
+from sglp.controls import LABELS, control_kept
 from sglp.device import is_main
 from sglp.errors import InvalidArgument
 from sglp.plots import plot_cka, plot_kept_units
-from sglp.report import NullLogger, git_commit, publish_row
+from sglp.report import NullLogger, git_commit, provenance, publish_row
 from sglp.search_journal import SearchJournal
 from sglp.strategy import Strategy, every_subset_space, timed
 from sglp.task import Task
+from sglp.surgery import remove_layers
 from sglp.units import prunable_units, unit_width
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ def run_pruning(
     `dense_cache`: the dense model's test metrics and cost are read from it when a run of the same weights and
     settings measured them before (row column `dense_cached`). `settings.finetune_budgets`: besides the recipe's own
     fine-tuning, a copy of the pruned model is fine-tuned for each budget of steps (row: `<metric>_ft<steps>`)."""
-    t_start = time.perf_counter()
+    t_start, start = time.perf_counter(), provenance("start")
     commit = git_commit()  # the code this run starts with
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +118,42 @@ def run_pruning(
     widths = [unit_width(u) for _, u in prunable_units(model)]
     logger.log_image("kept_units", plot_kept_units(widths, result.kept, result.segments, run_dir / "kept_units.png"))
 
-    pruned = result.pruned
+    recovered, pruned = recover_and_measure(model, result.pruned, task, s, logger, cache, digest, timings)
+    metrics.update(recovered.pop("metrics"))
+    cost_cached = recovered.pop("cost_cached")
+
+    row: dict[str, Any] = dict(identity or {})
+    row.update({**strategy.describe(result), "k": len(result.segments), "segments": result.segments,
+                "kept": result.kept, "removed": result.removed, "units_total": units_total,
+                "units_kept": len(result.kept), "units_kept_target": strategy.units_kept_target(units_total),
+                "calib_batch_size": s.calib_batch_size, "calib_batches": s.calib_batches,
+                "dense_cached": from_cache and cost_cached})  # fmt: skip
+    row.update({**metrics, **recovered})
+    row.update({"search_space": result.search.search_space,
+                "search_space_every_subset": every_subset_space(result.segments),
+                "search_evaluated": result.search.evaluated, "search_resumed": result.search.resumed,
+                "search_seconds": result.search.seconds,
+                **result.extra, **timings, "seconds_total": time.perf_counter() - t_start,
+                "git_commit": commit, "run_dir": str(run_dir), **start, **provenance("end")})  # fmt: skip
+
+    if s.save_pruned_model:
+        saved = task.save(pruned, run_dir, removed=result.removed, units_total=units_total, kept=result.kept,
+                          **{k: v for k, v in metrics.items() if k.startswith("pruned_acc")})  # fmt: skip
+        logger.log_artifact(saved, "pruned_model")
+    scores = {"choices": [asdict(c) for c in result.search.choices], "candidates": result.search.scores}
+    (run_dir / "search_scores.json").write_text(json.dumps(scores, indent=1))
+    publish_row(row, run_dir, results_table, logger, unique=s.unique_rows)
+    return row
+
+
+def recover_and_measure(
+    model: nn.Module, pruned: nn.Module, task: Task, s: JobSettings, logger: NullLogger, cache: DenseCache | NoCache,
+    digest: str | None, timings: dict[str, float],
+) -> tuple[dict[str, Any], nn.Module]:  # fmt: skip
+    """Evaluate `pruned` before fine-tuning, fine-tune a copy for each extra budget, then itself with the recipe,
+    and measure its cost against the dense `model`'s -> ({"metrics": {...}, **finetuning, **cost}, tuned model).
+    Stage times go to `timings`."""
+    metrics: dict[str, Any] = {}
     with timed(timings, "seconds_eval_pruned"):
         before = task.evaluate(pruned, "pruned_before_ft")
     metrics.update(before)
@@ -132,31 +169,70 @@ def run_pruning(
         else:  # no recovery: the pruned model's numbers are those before fine-tuning
             metrics.update({k.replace("_before_ft", ""): v for k, v in before.items()})
     with timed(timings, "seconds_cost"):
-        dense_cost, cost_cached = cache.get(digest, "cost", lambda: task.measure_cost(model))
+        dense_cost, cached = cache.get(digest, "cost", lambda: task.measure_cost(model))
         cost = task.compare_cost(dense_cost, task.measure_cost(pruned))
+    return {"metrics": metrics, "cost_cached": cached, **finetuning, **cost}, pruned
 
-    row: dict[str, Any] = dict(identity or {})
-    row.update({**strategy.describe(result), "k": len(result.segments), "segments": result.segments,
-                "kept": result.kept, "removed": result.removed, "units_total": units_total,
-                "units_kept": len(result.kept), "units_kept_target": strategy.units_kept_target(units_total),
-                "calib_batch_size": s.calib_batch_size, "calib_batches": s.calib_batches,
-                "dense_cached": from_cache and cost_cached})  # fmt: skip
-    row.update({**metrics, **finetuning, **cost})
-    row.update({"search_space": result.search.search_space,
-                "search_space_every_subset": every_subset_space(result.segments),
-                "search_evaluated": result.search.evaluated, "search_resumed": result.search.resumed,
-                "search_seconds": result.search.seconds,
-                **result.extra, **timings, "seconds_total": time.perf_counter() - t_start,
-                "git_commit": commit, "run_dir": str(run_dir)})  # fmt: skip
 
-    if s.save_pruned_model:
-        saved = task.save(pruned, run_dir, removed=result.removed, units_total=units_total, kept=result.kept,
-                          **{k: v for k, v in metrics.items() if k.startswith("pruned_acc")})  # fmt: skip
-        logger.log_artifact(saved, "pruned_model")
-    scores = {"choices": [asdict(c) for c in result.search.choices], "candidates": result.search.scores}
-    (run_dir / "search_scores.json").write_text(json.dumps(scores, indent=1))
-    publish_row(row, run_dir, results_table, logger, unique=s.unique_rows)
-    return row
+def control_key(config_key: str, control: str) -> str:
+    """The config_key of a matched control's row: its method's key and the control's name."""
+    return f"{config_key}+{control}"
+
+
+def run_matched_controls(
+    model: nn.Module,
+    task: Task,
+    method_row: Mapping[str, Any],
+    controls: tuple[str, ...],
+    settings: JobSettings,
+    run_dir: str | Path,
+    results_table: str | Path | None,
+    dense_cache: DenseCache | None = None,
+    done: set[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """The matched controls (sglp.controls) of a finished prune job, from its row: the same segments and seed, the
+    units drawn at random, then the same recovery and measurements. One row each, keyed `<config_key>+<control>`
+    and labelled `<method> · <control>`; `done`: control keys that already have a row (skipped). A method with a
+    single segment gets no `in_segments` control (it equals `same_depth`)."""
+    s, rows = settings, []
+    segments, kept = _as_list(method_row["segments"]), _as_list(method_row["kept"])
+    digest = task.weights_digest() if dense_cache is not None else None
+    cache = dense_cache if dense_cache is not None and digest is not None else NoCache()
+    dense, _ = cache.get(digest, "evaluate", lambda: task.evaluate(model, "dense"))
+    for control in controls:
+        key = control_key(str(method_row["config_key"]), control)
+        if key in done or (control == "in_segments" and len(segments) < 2):
+            continue
+        t_start, start, timings = time.perf_counter(), provenance("start"), {}
+        torch.manual_seed(s.seed)
+        kept_c = control_kept(control, segments, kept, s.seed)
+        removed = [u for seg in segments for u in seg if u not in set(kept_c)]
+        log.info("matched control %s of %s: kept %s", control, method_row["method"], kept_c)
+        recovered, _ = recover_and_measure(model, remove_layers(model, removed), task, s, NullLogger(), cache,
+                                           digest, timings)  # fmt: skip
+        metrics, cached = recovered.pop("metrics"), recovered.pop("cost_cached")
+        row = {k: method_row[k] for k in IDENTITY if k in method_row}
+        row.update({"method": f"{method_row['method']} · {LABELS[control]}", "config_key": key,
+                    "control": control, "control_of": method_row["config_key"],
+                    "control_of_method": method_row["method"], "k": len(segments), "segments": segments,
+                    "kept": kept_c, "removed": removed, "units_total": int(method_row["units_total"]),
+                    "units_kept": len(kept_c), "units_kept_target": len(kept),
+                    "calib_batch_size": s.calib_batch_size, "calib_batches": s.calib_batches,
+                    "dense_cached": cached, **dense, **metrics, **recovered, **timings,
+                    "seconds_total": time.perf_counter() - t_start, "git_commit": git_commit(),
+                    "run_dir": str(run_dir), **start, **provenance("end")})  # fmt: skip
+        publish_row(row, Path(run_dir) / f"control_{control}", results_table, NullLogger(), unique=s.unique_rows)
+        rows.append(row)
+    return rows
+
+
+# A method row's entries that its controls share (who, on what, which seed)
+IDENTITY = ("experiment", "model", "dataset", "seed", "options", "overrides")
+
+
+def _as_list(value: Any) -> list:
+    """A row's list entry, as written (a list) or as read back from CSV (JSON text)."""
+    return json.loads(value) if isinstance(value, str) else list(value)
 
 
 def run_pretraining(

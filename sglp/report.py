@@ -9,7 +9,9 @@ import hashlib
 import json
 import math
 import os
+import platform
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -68,7 +70,7 @@ VOLATILE_KEYS = (
     "search_journal",
 )
 # Keys added after rows existed: left out of the key while they hold their default, so old rows keep their keys.
-LATER_KEYS = {"finetune_budgets": []}
+LATER_KEYS = {"finetune_budgets": [], "matched_controls": []}
 
 # The papers' column names for a row's metrics (logged to W&B as `paper/<name>` beside the row's own keys).
 # The papers' "FLOPs" reductions count multiply-accumulates: they map to our MACs column.
@@ -85,9 +87,43 @@ PAPER_COLUMNS = {
 }
 
 
+def cpu_model() -> str:
+    """The processor's model name (Linux /proc/cpuinfo; else platform.processor()), e.g. 'AMD EPYC 7B13'."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(stage: str) -> dict[str, Any]:
+    """Where and when a run's stage happened, for its row: UTC time, the machine (CPU model, cores, GPU), the
+    torch threads and the 1-minute load average (how busy the machine was: timings are comparable only at equal
+    load). `stage` prefixes the time and load keys: provenance("start") -> start_utc, load_start, ..."""
+    import torch
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    out: dict[str, Any] = {f"{stage}_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), f"load_{stage}": load}
+    if stage == "start":
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        out.update({"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "gpu": gpu})
+    return out
+
+
 def paper_columns(row: Mapping[str, Any]) -> dict[str, Any]:
     """The row's metrics that the papers' tables report, under the papers' column names."""
     return {f"paper/{name}": row[key] for name, key in PAPER_COLUMNS.items() if row.get(key) is not None}
+
+
+def portable_text(text: str, root: str | Path | None) -> str:
+    """`text` with the checkout's absolute path `root` written as `.` (no machine paths in committed files)."""
+    if not root:
+        return text
+    root = str(root).rstrip("/")
+    return text.replace(root + "/", "./").replace(root, ".")
 
 
 def config_key(config: Mapping[str, Any], root: str | None = None) -> str:

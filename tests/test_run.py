@@ -162,6 +162,7 @@ def test_end_to_end_row_table_model_and_wandb(tmp_path, tiny_checkpoint):
         ("results_table=/proc/sglp/runs.csv", "results_table=/proc/sglp/runs.csv cannot be written"),
         ("dense_cache=/proc/sglp/cache", "dense_cache=/proc/sglp/cache cannot be written"),
         ("search_journal=/proc/sglp/journal", "search_journal=/proc/sglp/journal cannot be written"),
+        ("matched_controls=[bogus]", "matched_controls=['bogus']: choose each at most once"),
     ],
 )
 def test_bad_settings_end_in_one_clear_message(tmp_path, tiny_checkpoint, override, message):
@@ -352,3 +353,41 @@ def test_skip_existing_skips_a_run_already_in_the_table(tmp_path, tiny_checkpoin
     rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
     assert [r["method"] for r in rows] == ["one-shot/l2", "one-shot/l1"]
     assert rows[0]["config_key"] != rows[1]["config_key"]
+
+
+def test_matched_controls_share_the_methods_segments_and_counts_and_resume(tmp_path, tiny_checkpoint):
+    """matched_controls: one row per control beside the method's row, built from its segments and counts; a rerun
+    with a control row missing computes only that control (the method's row is not run or written again)."""
+    args = [*TINY, f"checkpoint={tiny_checkpoint}", "logger=none", "save_pruned_model=false", "skip_existing=true",
+            "matched_controls=[in_segments,same_depth]", "method=sglp"]  # fmt: skip
+    first = run(tmp_path, *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    table = tmp_path / "runs.csv"
+    method, in_seg, same = list(csv.DictReader(open(table)))
+    assert in_seg["config_key"] == method["config_key"] + "+in_segments" and in_seg["control_of"] == method["config_key"]
+    assert in_seg["method"] == "SGLP (repo defaults) · random in its segments"
+    assert same["method"] == "SGLP (repo defaults) · random, same depth"
+    segments = json.loads(method["segments"])
+    assert json.loads(in_seg["segments"]) == segments
+    counts = [[sum(u in json.loads(r["kept"]) for u in s) for s in segments] for r in (method, in_seg)]
+    assert counts[0] == counts[1]
+    assert len(json.loads(same["kept"])) == len(json.loads(method["kept"])) == int(same["units_kept"])
+    for r in (method, in_seg, same):
+        assert r["seed"] == "0" and r["pruned_acc"] and r["macs_reduction_pct"]
+        assert r["cpu"] and r["threads"] == "2" and r["start_utc"] and r["load_end"]
+    again = run(tmp_path, *args, f"hydra.run.dir={tmp_path}/again")
+    assert again.returncode == 0 and "skipped" in again.stdout
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(table, "w", newline="") as f:  # lose the last control's row: a rerun makes only that one
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows[:2])
+    resumed = run(tmp_path, *args, f"hydra.run.dir={tmp_path}/resumed")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = list(csv.DictReader(open(table)))
+    assert [r["config_key"] for r in after] == [r["config_key"] for r in rows]
+    assert after[2]["kept"] == same["kept"] and after[2]["pruned_acc"] == same["pruned_acc"]
+    done = tmp_path / "resumed"
+    assert (done / "control_same_depth" / "row.json").exists() and not (done / "control_in_segments").exists()
+    assert not (done / "search_scores.json").exists(), "the method itself is not run again"
