@@ -9,7 +9,7 @@ export WANDB_SILENT ?= true
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install data data-llm demo demo-llm compare compare-table scorer-study test test-all lint pretrain pretrain-llm clean tables-cpu gpu-check
+.PHONY: help install data data-llm demo demo-llm verdicts verdicts-page scorer-study test test-all lint pretrain pretrain-llm clean tables-cpu gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -54,39 +54,27 @@ demo-llm: data-llm  ## SGLP on the tiny LLaMA: token CKA, perplexity search, LoR
 demo: data  ## SGLP end to end on ResNet-56 / Fashion-MNIST (offline, ~6 min on 2 CPU cores)
 	$(PY) run.py name=demo
 
-# The comparison grid (configs/experiment/compare.yaml): every method at three depths (14, 8, 20 of 27 blocks kept)
-# x COMPARE_SEEDS, rows in results/rows/compare.csv; a rerun resumes (skip_existing). At the aggressive depth the
-# methods the question is about also fine-tune for 50 and 600 steps (budget curves). SGLP as the paper states it
-# comes last: its every-subset search (capped at each segment's allotment) scores, on the seeds' calibration batches,
-# 275-1,483 candidates at 8 kept, 1,661-10,011 at 14 and 2,247-16,042 at 20 (0.2-0.7 s each on 2 cores: 1 min to ~3 h a run).
-COMPARE_SEEDS ?= 0,1,2
-COMPARE_TOP := sglp,sglp_random,random,shortgpt
-COMPARE_REST := sr_init,layerprune_taylor,layerprune_imprint,l1,chen,fusion
-COMPARE := $(PY) run.py -m experiment=compare seed=$(COMPARE_SEEDS)
-# Two more seeds for the methods of the designed questions (SGLP, random units in its segments, plain random):
-# with 5 seeds instead of 3 a paired 95 % interval is about half as wide (t 2.78/sqrt 5 vs 4.30/sqrt 3).
-COMPARE_MORE_SEEDS ?= 3,4
-COMPARE_CORE := sglp,sglp_random,random
-COMPARE_MORE := $(PY) run.py -m experiment=compare seed=$(COMPARE_MORE_SEEDS)
+# The verdict grid (configs/experiment/verdicts.yaml, results/README.md has the plan and its CPU-hour estimate):
+# accuracy against kept blocks per method on 3 ResNet-56 backbones (seed s = backbone s), each method's own
+# matched controls, budget curves. Stages in order of what a verdict needs first; every line resumes (skip_existing),
+# so `make verdicts` after an interruption continues where it stopped. VERDICT_THREADS: torch threads per job.
+VERDICT_THREADS ?= 2
+VERDICTS := $(PY) run.py -m experiment=verdicts threads=$(VERDICT_THREADS)
+VERDICT_METHODS := random,shortgpt,sglp,sglp_paper_exact
+LADDER := finetune_budgets=[300,600,1200]
+verdicts: data  ## the verdict grid (CPU-hours; resumable): results/verdicts.md
+	$(VERDICTS) seed=0,1,2 search.keep=14,8 method=$(VERDICT_METHODS) $(LADDER)
+	$(VERDICTS) seed=0,1,2 search.keep=22,18,11 method=$(VERDICT_METHODS) finetune_budgets=[300,600]
+	$(VERDICTS) seed=0,1,2 method=sglp_paper matched_controls=[in_segments,same_depth] $(LADDER)
+	$(VERDICTS) seed=0,1,2 method=sglp_paper_pretrained_init,sglp_paper_k5 matched_controls=[in_segments,same_depth] $(LADDER)
+	$(PY) run.py -m experiment=verdicts_vgg16 threads=$(VERDICT_THREADS) seed=0,1,2 search.keep=9,7,5 method=$(VERDICT_METHODS) finetune_budgets=[300,600]
+	$(MAKE) -s verdicts-page
 
-compare: data  ## the comparison grid with intervals (hours on a CPU; resumable): results/compare_fashion_mnist.md
-	$(COMPARE) search.keep=14 method=$(COMPARE_TOP),$(COMPARE_REST)
-	$(COMPARE) search.keep=8 method=$(COMPARE_TOP) finetune_budgets=[50,600]
-	$(COMPARE) search.keep=8 method=$(COMPARE_REST)
-	$(COMPARE) search.keep=20 method=$(COMPARE_TOP),$(COMPARE_REST)
-	$(COMPARE_MORE) search.keep=14,20 method=$(COMPARE_CORE)
-	$(COMPARE_MORE) search.keep=8 method=$(COMPARE_CORE) finetune_budgets=[50,600]
-	$(COMPARE) search.keep=8 method=sglp_paper finetune_budgets=[50,600]
-	$(COMPARE) search.keep=14,20 method=sglp_paper
-	$(MAKE) -s compare-table
+verdicts-page:  ## render results/verdicts.md (and its figures) from the verdict rows so far
+	$(PY) scripts/verdicts.py results/rows/verdicts.csv results/rows/verdicts_vgg16.csv --out results/verdicts.md
 
 scorer-study: data  ## does the in-segment score pick good layers? 50 candidates x 3 seeds x 2 depths (hours; resumable)
 	$(PY) scripts/study_scorers.py --rows results/rows/scorer_study.csv --out results/scorer_study.md
-
-compare-table:  ## render results/compare_fashion_mnist.md from the grid's rows so far, and the README's verdicts
-	$(PY) scripts/compare_table.py results/rows/compare.csv --out results/compare_fashion_mnist.md \
-		--plot results/compare_fashion_mnist --command "make compare"
-	$(PY) scripts/update_readme.py
 
 test: data lint  ## lint, then the test suite (slow tests excluded)
 	$(PY) -m pytest -q

@@ -30,7 +30,17 @@ def slug(text: str, max_len: int = 100) -> str:
     return safe[:max_len] or "default"
 
 
+def pick(options, index: int):
+    """`${pick:${list},${seed}}`: the list's entry at `index` (e.g. one pretrained backbone per seed)."""
+    from sglp.errors import InvalidArgument
+
+    if not 0 <= int(index) < len(options):
+        raise InvalidArgument(f"no entry {index} among {len(options)} ({list(options)}): choose 0..{len(options) - 1}")
+    return options[int(index)]
+
+
 OmegaConf.register_new_resolver("slug", slug, replace=True)
+OmegaConf.register_new_resolver("pick", pick, replace=True)
 
 
 MODES = ("prune", "pretrain", "evaluate")
@@ -314,20 +324,25 @@ def finetune_examples(epochs: int, batch_size: int, max_steps_per_epoch: int | N
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from hydra.errors import InstantiationException
+    from omegaconf.errors import InterpolationResolutionError
 
     from sglp.errors import SGLPError
 
     try:
         run(cfg)
-    except (SGLPError, InstantiationException) as e:
-        # Bad input: one message naming the problem and the fix, no traceback. Hydra wraps errors
-        # raised while building a component; unwrap ours, re-raise anything else.
-        err = e.__cause__ if isinstance(e, InstantiationException) else e
-        if not isinstance(err, SGLPError):
+    except (SGLPError, InstantiationException, InterpolationResolutionError) as e:
+        # Bad input: one message naming the problem and the fix, no traceback. Hydra wraps errors raised while
+        # building a component, OmegaConf those of a resolver; unwrap ours, re-raise anything else.
+        err: BaseException | None = e
+        while err is not None and not isinstance(err, SGLPError):  # OmegaConf chains a resolver's error twice
+            err = err.__cause__ or err.__context__
+        if err is None:
             raise
         message = str(err)
-        node = re.search(r"full_key: (\S+)", str(e)) if isinstance(e, InstantiationException) else None
-        if node and re.match(r"[a-z_][a-z0-9_]*(\s+entry)?=", message):  # a bare field: name the node that built it
+        node = re.search(r"full_key: (\S+)", str(e)) if not isinstance(e, SGLPError) else None
+        if node and isinstance(e, InterpolationResolutionError):
+            message = f"{node.group(1)}: {message}"
+        elif node and re.match(r"[a-z_][a-z0-9_]*(\s+entry)?=", message):  # a bare field: name the node that built it
             message = f"{node.group(1)}.{message}"
         log.error("%s", message)
         print(f"\nsglp: error: {message}", file=sys.stderr)

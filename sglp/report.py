@@ -68,9 +68,10 @@ VOLATILE_KEYS = (
     "dry_run",
     "dense_cache",
     "search_journal",
+    "matched_controls",  # which controls run beside a method leaves its row as it is; each control row has its own key
 )
 # Keys added after rows existed: left out of the key while they hold their default, so old rows keep their keys.
-LATER_KEYS = {"finetune_budgets": [], "matched_controls": []}
+LATER_KEYS = {"finetune_budgets": []}
 
 # The papers' column names for a row's metrics (logged to W&B as `paper/<name>` beside the row's own keys).
 # The papers' "FLOPs" reductions count multiply-accumulates: they map to our MACs column.

@@ -185,6 +185,13 @@ def test_missing_and_corrupt_checkpoint(tmp_path):
     assert table.read_text() == "method,pruned_acc\nearlier,90.0\n"  # nothing already written is lost
 
 
+def test_a_seed_without_a_backbone_is_one_clear_message(tmp_path):
+    """experiment=verdicts picks backbone s for seed s (`${pick:${backbones},${seed}}`): seed 3 of 3 has none."""
+    res = run(tmp_path, "experiment=verdicts", "seed=3", "logger=none", "dry_run=true")
+    assert res.returncode == 2 and "Traceback" not in res.stderr and res.stderr.count("sglp: error:") == 1
+    assert "checkpoint: no entry 3 among 3" in res.stderr and "choose 0..2" in res.stderr
+
+
 def test_missing_data_is_one_clear_message(tmp_path):
     res = run(
         tmp_path,
@@ -377,6 +384,8 @@ def test_matched_controls_share_the_methods_segments_and_counts_and_resume(tmp_p
         assert r["cpu"] and r["threads"] == "2" and r["start_utc"] and r["load_end"]
     again = run(tmp_path, *args, f"hydra.run.dir={tmp_path}/again")
     assert again.returncode == 0 and "skipped" in again.stdout
+    alone = run(tmp_path, *[a for a in args if not a.startswith("matched_controls")], f"hydra.run.dir={tmp_path}/alone")
+    assert alone.returncode == 0 and "skipped" in alone.stdout  # the controls asked for leave the method's key as is
     with open(table, newline="") as f:
         rows = list(csv.DictReader(f))
     with open(table, "w", newline="") as f:  # lose the last control's row: a rerun makes only that one
