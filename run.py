@@ -55,11 +55,17 @@ def run(cfg: DictConfig) -> dict:
     import torch
 
     from sglp import validation
+    from sglp.controls import check_controls
     from sglp.device import init_distributed, is_main, rank, resolve_device
     from sglp.errors import InvalidArgument
-    from sglp.controls import check_controls
-    from sglp.pipeline import (JobSettings, control_key, run_evaluation, run_matched_controls, run_pretraining,
-                               run_pruning)
+    from sglp.pipeline import (
+        JobSettings,
+        control_key,
+        run_evaluation,
+        run_matched_controls,
+        run_pretraining,
+        run_pruning,
+    )
     from sglp.report import NullLogger, check_writable, config_key, find_row, portable_text
     from sglp.training import seed_everything
 
@@ -104,7 +110,8 @@ def run(cfg: DictConfig) -> dict:
         meta = run_pretraining(
             task, instantiate(cfg.pretrain), seed=cfg.seed, resume=cfg.resume, overwrite=cfg.overwrite,
             name=f"pretrain-{cfg.model.name}-{cfg.dataset.name}", run_dir=run_dir, logger=logger, config=resolved,
-            tags=tags, config_yaml=portable_text(OmegaConf.to_yaml(cfg, resolve=True), cfg.paths.root), command=command_line(),
+            tags=tags, config_yaml=portable_text(OmegaConf.to_yaml(cfg, resolve=True), cfg.paths.root),
+            command=command_line(),
             log_file=os.path.join(run_dir, f"{HydraConfig.get().job.name}.log"),
         )  # fmt: skip
         if cfg.mode == "pretrain":

@@ -8,8 +8,8 @@ Blocks are delimited by `<!-- NAME:start -->` / `<!-- NAME:end -->`:
 - `llm_checkpoint`: every committed language model's meta.json and training log;
 - any other NAME with a results/NAME.md (`scorer_study`, `baselines_fashion_mnist`, the CPU stand-ins of the paper
   tables, ...): that file without its title line (image links pointed into results/);
-- `compare_verdicts`: the "Verdicts" section of results/compare_fashion_mnist.md;
-- hand-written blocks (`compare_findings`, `faults_summary`) are left alone.
+- `verdict_findings`: the "Findings" section of results/verdicts.md;
+- hand-written blocks (`faults_summary`) are left alone.
 A block with no source is an error.
 """
 
@@ -102,9 +102,9 @@ def result_body(name: str) -> str:
 
 
 # Blocks a person writes (from the files named beside them), which this script leaves alone.
-HAND_WRITTEN = ("compare_findings", "faults_summary")
+HAND_WRITTEN = ("faults_summary",)
 # Blocks filled with one section of a results page: block -> (page, heading of the section).
-SECTIONS = {"compare_verdicts": ("compare_fashion_mnist", "## Verdicts")}
+SECTIONS = {"verdict_findings": ("verdicts", "## Findings")}
 BLOCK = re.compile(r"(<!-- (\w+):start -->\n).*?(<!-- \2:end -->)", re.S)
 
 
@@ -113,7 +113,7 @@ def result_section(name: str, heading: str) -> str:
     text = (ROOT / "results" / f"{name}.md").read_text()
     match = re.search(rf"^{re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
     if not match:
-        raise SystemExit(f"results/{name}.md has no '{heading}' section: run `make compare-table`")
+        raise SystemExit(f"results/{name}.md has no '{heading}' section: run `make verdicts-page`")
     return images_into_results(match.group(1)).strip()
 
 

@@ -21,16 +21,16 @@ import torch
 from torch import nn
 
 from sglp import validation
-from sglp.dense_cache import DenseCache, NoCache
 from sglp.controls import LABELS, control_kept
+from sglp.dense_cache import DenseCache, NoCache
 from sglp.device import is_main
 from sglp.errors import InvalidArgument
 from sglp.plots import plot_cka, plot_kept_units
 from sglp.report import NullLogger, git_commit, provenance, publish_row
 from sglp.search_journal import SearchJournal
 from sglp.strategy import Strategy, every_subset_space, timed
-from sglp.task import Task
 from sglp.surgery import remove_layers
+from sglp.task import Task
 from sglp.units import prunable_units, unit_width
 
 log = logging.getLogger(__name__)

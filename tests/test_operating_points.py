@@ -90,7 +90,9 @@ def test_paper_cost_columns_are_reachable_at_the_configured_depth(table, row):
 @pytest.mark.parametrize("depth_shift", [-1, 1])
 def test_a_wrong_depth_misses_the_papers_numbers(depth_shift):
     """SGLP's ResNet-56 CIFAR-10 point (52.6 / 56.4) holds at 13 kept and at no neighbouring depth."""
-    cfg = compose_with("experiment=table1_resnet56_cifar10", "method=sglp_paper_exact", f"search.keep={13 + depth_shift}")
+    cfg = compose_with(
+        "experiment=table1_resnet56_cifar10", "method=sglp_paper_exact", f"search.keep={13 + depth_shift}"
+    )
     cost = costs(cfg)
     assert cost.reachable(cost.num_units - 13).closest(52.6, 56.4)[1] <= DEFAULT_TOLERANCE_PP
     assert cost.reachable(cost.num_units - cfg.search.keep).closest(52.6, 56.4)[1] > DEFAULT_TOLERANCE_PP

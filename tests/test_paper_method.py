@@ -4,11 +4,10 @@ import itertools
 import math
 
 import pytest
+from helpers import compose_with
 from hydra.utils import instantiate
 
 from sglp.search import SegmentSearch, segment_candidates
-
-from helpers import compose_with
 
 RESNET56_BLOCKS = 27
 TABLE6_CANDIDATES = 16_430  # SGLP Table 6, "CKA + segmentation + GradNorm (SGLP)"
@@ -33,7 +32,10 @@ def every_subset_count(sizes: tuple[int, ...]) -> int:
 
 
 def test_table6s_count_fits_only_six_segments_of_14_5_3_3_1_1():
-    hits = {k: [p for p in partitions(RESNET56_BLOCKS, k) if every_subset_count(p) == TABLE6_CANDIDATES] for k in range(1, 11)}
+    hits = {
+        k: [p for p in partitions(RESNET56_BLOCKS, k) if every_subset_count(p) == TABLE6_CANDIDATES]
+        for k in range(1, 11)
+    }
     assert {k: v for k, v in hits.items() if v} == {6: [(14, 5, 3, 3, 1, 1)]}
     # contiguous splits with those sizes: 6! / (2! 2!) orderings of the multiset
     orders = set(itertools.permutations((14, 5, 3, 3, 1, 1)))

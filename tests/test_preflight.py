@@ -29,7 +29,9 @@ def _brute_force_counts(num_units: int, k: int, search: SegmentSearch) -> dict[t
 @pytest.mark.parametrize(
     "search",
     [
-        SegmentSearch(keep=5, mode="paper", cap_at_allotted=True),  # every subset up to each allotment (search.cap_at_allotted)
+        SegmentSearch(
+            keep=5, mode="paper", cap_at_allotted=True
+        ),  # every subset up to each allotment (search.cap_at_allotted)
         SegmentSearch(keep=5, mode="paper"),  # every non-empty subset (Table 6's sum of 2^n_i - 1)
         SegmentSearch(keep=5),  # exhaustive: C(n_i, m_i)
         SegmentSearch(keep=5, budget=6),  # a sampled budget per segment
@@ -46,8 +48,9 @@ def test_search_size_spans_every_segmentation(search):
 
 
 def test_search_size_reports_the_spread_where_segments_decide():
-    """The capped every-subset search at 14 of ResNet-56's 27 blocks, k=5: equal segments give 147 candidates, but the seeds' CKA
-    segments (results/rows/compare.csv) give 1,661-10,011 at this depth; the line must say it can be far larger."""
+    """The capped every-subset search at 14 of ResNet-56's 27 blocks, k=5: equal segments give 147 candidates, but
+    the CKA segments of three seeds gave 1,661-10,011 at this depth (an earlier grid); the line must say it can be
+    far larger."""
     size = search_size(27, 5, SegmentSearch(keep=14, mode="paper", cap_at_allotted=True))
     assert size.equal == 147
     assert size.fewest <= 1_661 and 10_011 <= size.most

@@ -56,7 +56,7 @@ def test_readme_generated_blocks_equal_the_results_files_they_come_from():
     update = load_update_readme()
     text = (ROOT / "README.md").read_text()
     names = [m.group(2) for m in update.BLOCK.finditer(text)]
-    assert "compare_verdicts" in names and "scorer_study" in names
+    assert "verdict_findings" in names and "scorer_study" in names
     for m in update.BLOCK.finditer(text):
         assert update.fill(m.group(0)) == m.group(0), f"README block {m.group(2)} is stale"
 
@@ -65,18 +65,18 @@ def test_update_readme_refuses_a_block_without_a_source():
     update = load_update_readme()
     with pytest.raises(SystemExit, match="no source"):
         update.fill("<!-- no_such_results_file:start -->\nx\n<!-- no_such_results_file:end -->\n")
-    assert update.fill("<!-- compare_findings:start -->\nmine\n<!-- compare_findings:end -->\n").count("mine") == 1
+    assert update.fill("<!-- faults_summary:start -->\nmine\n<!-- faults_summary:end -->\n").count("mine") == 1
 
 
 INTERVAL = re.compile(r"[+-]?\d+\.\d+ (?:\[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]|± \d+\.\d+)")
 
 
-def test_readme_findings_cite_only_intervals_the_results_files_hold():
-    """Every interval in the hand-written comparison findings appears, as written, in the rendered pages it cites."""
-    text = " ".join((ROOT / "README.md").read_text().split())  # intervals may break across lines
-    findings = text.split("<!-- compare_findings:start -->")[1].split("<!-- compare_findings:end -->")[0]
-    pages = " ".join(" ".join((ROOT / "results" / f).read_text().split())
-                     for f in ("compare_fashion_mnist.md", "scorer_study.md"))  # fmt: skip
-    cited = INTERVAL.findall(findings)
-    assert len(cited) >= 10, "the findings cite intervals"
-    assert [c for c in cited if c not in pages] == []
+def test_readme_findings_come_from_the_verdict_page_only_and_are_short():
+    """The README's findings block is the verdict page's Findings section (generated), at most 15 lines, and every
+    interval it states is in that page's questions table."""
+    text = (ROOT / "README.md").read_text()
+    findings = text.split("<!-- verdict_findings:start -->")[1].split("<!-- verdict_findings:end -->")[0]
+    assert len(findings.strip().splitlines()) <= 15
+    page = (ROOT / "results" / "verdicts.md").read_text()
+    table = page.split("## Designed questions")[1] if "## Designed questions" in page else ""
+    assert [c for c in INTERVAL.findall(findings) if c not in table] == []

@@ -371,7 +371,9 @@ def test_matched_controls_share_the_methods_segments_and_counts_and_resume(tmp_p
     assert first.returncode == 0, first.stderr[-3000:]
     table = tmp_path / "runs.csv"
     method, in_seg, same = list(csv.DictReader(open(table)))
-    assert in_seg["config_key"] == method["config_key"] + "+in_segments" and in_seg["control_of"] == method["config_key"]
+    assert (
+        in_seg["config_key"] == method["config_key"] + "+in_segments" and in_seg["control_of"] == method["config_key"]
+    )
     assert in_seg["method"] == "SGLP (repo defaults) · random in its segments"
     assert same["method"] == "SGLP (repo defaults) · random, same depth"
     segments = json.loads(method["segments"])
