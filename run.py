@@ -24,23 +24,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 log = logging.getLogger("sglp")
 
 
-def slug(text: str, max_len: int = 100) -> str:
-    """A file-name-safe, bounded version of `text` (Hydra override strings can hold paths)."""
-    safe = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", str(text)).strip("_")
-    return safe[:max_len] or "default"
+from sglp.resolvers import register as register_resolvers  # noqa: E402
 
-
-def pick(options, index: int):
-    """`${pick:${list},${seed}}`: the list's entry at `index` (e.g. one pretrained backbone per seed)."""
-    from sglp.errors import InvalidArgument
-
-    if not 0 <= int(index) < len(options):
-        raise InvalidArgument(f"no entry {index} among {len(options)} ({list(options)}): choose 0..{len(options) - 1}")
-    return options[int(index)]
-
-
-OmegaConf.register_new_resolver("slug", slug, replace=True)
-OmegaConf.register_new_resolver("pick", pick, replace=True)
+register_resolvers()  # ${slug:...}, ${pick:...} in configs/
 
 
 MODES = ("prune", "pretrain", "evaluate")

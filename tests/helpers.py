@@ -8,7 +8,10 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from torch import nn
 
+from sglp.resolvers import register as register_resolvers
 from sglp.tables import load_spec, table_folder
+
+register_resolvers()
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -1,0 +1,31 @@
+"""The config resolvers sglp's yamls use, registered with OmegaConf by `register()` (run.py and anything else that
+composes `configs/` call it first)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from sglp.errors import InvalidArgument
+
+
+def slug(text: str, max_len: int = 100) -> str:
+    """`${slug:...}`: a file-name-safe, bounded version of `text` (Hydra override strings can hold paths)."""
+    safe = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", str(text)).strip("_")
+    return safe[:max_len] or "default"
+
+
+def pick(options: Sequence[Any], index: int) -> Any:
+    """`${pick:${list},${seed}}`: the list's entry at `index` (e.g. one pretrained backbone per seed)."""
+    if not 0 <= int(index) < len(options):
+        raise InvalidArgument(f"no entry {index} among {len(options)} ({list(options)}): choose 0..{len(options) - 1}")
+    return options[int(index)]
+
+
+def register() -> None:
+    """Register every resolver (idempotent)."""
+    for name, fn in (("slug", slug), ("pick", pick)):
+        OmegaConf.register_new_resolver(name, fn, replace=True)

@@ -1,0 +1,32 @@
+"""The verdict grid's configs (`make verdicts`): one real backbone per seed, each network's k, its own rows file."""
+
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, compose_with, sweep_params
+from omegaconf import OmegaConf
+
+
+def job(experiment: str, *overrides: str):
+    """The config one job of the experiment's sweep gets: its sweep parameters (first values), then `overrides`."""
+    swept = [f"{k}={v[0]}" for k, v in sweep_params(experiment).items()]
+    return compose_with(f"experiment={experiment}", f"paths.root={ROOT}", *swept, *overrides)
+
+
+def test_each_seed_uses_its_own_committed_backbone():
+    paths = [Path(job("verdicts", f"seed={s}").checkpoint) for s in range(3)]
+    assert len(set(paths)) == 3 and all(p.is_file() for p in paths)
+    assert paths[0] == ROOT / "checkpoints/resnet56_fashion_mnist/model.pt"
+
+
+@pytest.mark.parametrize("method, k", [("sglp", 5), ("sglp_paper_exact", 6), ("sglp_paper", 6), ("sglp_paper_k5", 5)])
+def test_resnet56_k_per_method(method, k):
+    assert job("verdicts", f"method={method}").segmenter.k == k
+
+
+@pytest.mark.parametrize("method", ["sglp", "sglp_paper_exact", "sglp_paper"])
+def test_vgg16_uses_the_papers_general_k_and_its_own_rows_file(method):
+    cfg = job("verdicts_vgg16", f"method={method}")
+    assert cfg.segmenter.k == 3
+    assert OmegaConf.select(cfg, "results_table").endswith("rows/verdicts_vgg16.csv")
+    assert Path(cfg.checkpoint) == ROOT / "checkpoints/vgg16_bn_fashion_mnist/model.pt"
