@@ -12,18 +12,38 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "resnet56_fashion_mnist" / "model.pt"
 
 
-def readme_example() -> str:
+def readme_examples() -> list[str]:
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert blocks, "README.md has no python example"
-    return blocks[0]
+    assert len(blocks) >= 2, "README.md has the one-call example and the long form"
+    return blocks
+
+
+@pytest.mark.skipif(not CHECKPOINT.exists(), reason="committed backbone checkpoint not present")
+def test_readme_one_call_example_prunes_the_committed_backbone(monkeypatch):
+    """The one-call example in at most 5 lines, run as written with `model` and `calib_loader` a user would have."""
+    from sglp.checkpoint import load_weights
+    from sglp.data.fashion_mnist import load_fashion_mnist
+    from sglp.models.resnet_cifar import resnet56
+
+    monkeypatch.chdir(ROOT)
+    example = readme_examples()[0]
+    assert len(example.strip().splitlines()) <= 5 and "sglp.prune(" in example
+    model = resnet56(num_classes=10, in_channels=1)
+    load_weights(model, str(CHECKPOINT))
+    calib_loader = list(load_fashion_mnist().calib_batches(128, 2))
+    namespace: dict = {"model": model, "calib_loader": calib_loader}
+    exec(compile(example, "README.md", "exec"), namespace)
+    pruned, report = namespace["pruned"], namespace["report"]
+    assert len(report.kept) == 24 and len(report.removed) == 3
+    assert pruned(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
 @pytest.mark.skipif(not CHECKPOINT.exists(), reason="committed backbone checkpoint not present")
 def test_readme_python_example_prunes_for_real(monkeypatch):
     monkeypatch.chdir(ROOT)
     namespace: dict = {}
-    exec(compile(readme_example(), "README.md", "exec"), namespace)
+    exec(compile(readme_examples()[1], "README.md", "exec"), namespace)
     model, pruned, result = namespace["model"], namespace["pruned"], namespace["result"]
     assert len(result.removed) == 27 - len(result.kept) and result.removed
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
