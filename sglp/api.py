@@ -21,7 +21,8 @@ from sglp.strategy import SegmentedPruning, Strategy
 from sglp.units import prunable_units
 
 # name -> builder(keep, ratio, k, seed) -> (Strategy, (CKA batch size, CKA batches))
-METHODS: dict[str, Callable[..., tuple[Strategy, tuple[int, int]]]] = {}
+Built = tuple[Strategy, tuple[int, int]]
+METHODS: dict[str, Callable[..., Built]] = {}
 CKA_BATCHES = (128, 2)  # configs/config.yaml's calibration.batch_size, calibration.num_batches
 
 
@@ -36,29 +37,33 @@ def method(name: str) -> Callable[[Callable], Callable]:
 
 
 @method("sglp")
-def _sglp(keep: int | None, ratio: float | None, k: int | None, seed: int) -> tuple[Strategy, tuple[int, int]]:
+def _sglp(keep: int | None, ratio: float | None, k: int | None, seed: int) -> Built:
     """configs/method/sglp.yaml: unbiased linear CKA, Fisher segments of full rows, smallest GradNorm (ours)."""
     from sglp.scorers.gradnorm import GradNormScorer
     from sglp.segmentation import FisherSegmenter
     from sglp.similarity import CKA
 
-    return SegmentedPruning(CKA("unbiased", "linear"), FisherSegmenter(k=3 if k is None else k, representation="row"),
-                            SegmentSearch(keep=keep, ratio=ratio, seed=seed),
-                            GradNormScorer(num_batches=1, batch_size=64, maximize=False, init_seed=seed)), CKA_BATCHES  # fmt: skip
+    return SegmentedPruning(
+        CKA("unbiased", "linear"),
+        FisherSegmenter(k=3 if k is None else k, representation="row"),
+        SegmentSearch(keep=keep, ratio=ratio, seed=seed),
+        GradNormScorer(num_batches=1, batch_size=64, maximize=False, init_seed=seed),
+    ), CKA_BATCHES
 
 
 @method("sglp_paper_exact")
-def _sglp_paper_exact(
-    keep: int | None, ratio: float | None, k: int | None, seed: int
-) -> tuple[Strategy, tuple[int, int]]:
+def _sglp_paper_exact(keep: int | None, ratio: float | None, k: int | None, seed: int) -> Built:
     """configs/method/sglp_paper_exact.yaml: the paper's method meeting the depth target (see that yaml)."""
     from sglp.scorers.gradnorm import GradNormScorer
     from sglp.segmentation import FisherSegmenter
     from sglp.similarity import CKA
 
-    return SegmentedPruning(CKA("biased", "linear"), FisherSegmenter(k=6 if k is None else k, representation="row_sum"),
-                            SegmentSearch(keep=keep, ratio=ratio, seed=seed),
-                            GradNormScorer(num_batches=1, batch_size=128, maximize=True, init="paper", init_seed=seed)), (128, 1)  # fmt: skip
+    return SegmentedPruning(
+        CKA("biased", "linear"),
+        FisherSegmenter(k=6 if k is None else k, representation="row_sum"),
+        SegmentSearch(keep=keep, ratio=ratio, seed=seed),
+        GradNormScorer(num_batches=1, batch_size=128, maximize=True, init="paper", init_seed=seed),
+    ), (128, 1)
 
 
 def _one_shot(scorer, keep: int | None, ratio: float | None, seed: int) -> Strategy:
@@ -70,14 +75,14 @@ def _one_shot(scorer, keep: int | None, ratio: float | None, seed: int) -> Strat
 
 
 @method("random")
-def _random(keep: int | None, ratio: float | None, k: int | None, seed: int) -> tuple[Strategy, tuple[int, int]]:
+def _random(keep: int | None, ratio: float | None, k: int | None, seed: int) -> Built:
     from sglp.criteria.random import RandomUnits
 
     return _one_shot(RandomUnits(seed=seed), keep, ratio, seed), CKA_BATCHES
 
 
 @method("shortgpt")
-def _shortgpt(keep: int | None, ratio: float | None, k: int | None, seed: int) -> tuple[Strategy, tuple[int, int]]:
+def _shortgpt(keep: int | None, ratio: float | None, k: int | None, seed: int) -> Built:
     from sglp.criteria.block_influence import BlockInfluence
 
     return _one_shot(BlockInfluence(num_batches=2, batch_size=64), keep, ratio, seed), CKA_BATCHES
