@@ -42,7 +42,7 @@ def run(cfg: DictConfig) -> dict:
 
     from sglp import validation
     from sglp.controls import check_controls
-    from sglp.device import init_distributed, is_main, rank, resolve_device
+    from sglp.device import default_threads, init_distributed, is_main, rank, resolve_device
     from sglp.errors import InvalidArgument
     from sglp.pipeline import (
         JobSettings,
@@ -58,7 +58,8 @@ def run(cfg: DictConfig) -> dict:
     if cfg.mode not in MODES:
         raise InvalidArgument(f"mode={cfg.mode!r}: choose one of {MODES}")
     validation.integer("threads", cfg.threads, allow_none=True)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    parallel_jobs = HydraConfig.get().launcher.get("n_jobs")  # a parallel launcher's jobs at once, else None
+    torch.set_num_threads(default_threads(cfg.threads, parallel_jobs, os.cpu_count() or 1))
     init_distributed()  # a no-op unless launched by torchrun (or as SLURM tasks) with several processes
     device = resolve_device(cfg.device)
     run_dir = HydraConfig.get().runtime.output_dir

@@ -90,3 +90,14 @@ def barrier() -> None:
 def shard(t: torch.Tensor, r: int, world: int) -> torch.Tensor:
     """Rank r's part of a global batch: rows r, r + world, ... (every row on exactly one rank)."""
     return t[r::world]
+
+
+def default_threads(threads: int | None, parallel_jobs: int | None, cores: int) -> int:
+    """Torch CPU threads for one job: `threads` when set; else the job's share of the cores when a launcher runs
+    `parallel_jobs` at once (joblib's -1 = one job per core), so parallel jobs do not oversubscribe; else every core."""
+    if threads is not None:
+        return threads
+    if parallel_jobs is None or parallel_jobs == 1:
+        return cores
+    jobs = cores if parallel_jobs < 0 else parallel_jobs
+    return max(1, cores // jobs)

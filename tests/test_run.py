@@ -296,13 +296,14 @@ def test_cnn1d_on_rml2016_end_to_end_on_a_tiny_pickle(tmp_path):
 
 def test_every_method_runs_in_a_parallel_sweep_with_a_summary(tmp_path, tiny_checkpoint):
     """Every vision method yaml in one multirun on the joblib launcher (2 processes appending to one table): a new
-    method is tested without writing a test, and parallel appends lose or duplicate no row."""
+    method is tested without writing a test, and parallel appends lose or duplicate no row. No `threads=`: each of
+    the launcher's 2 jobs takes half the cores by default (no oversubscription)."""
     from omegaconf import OmegaConf
 
     methods = sorted(p.stem for p in (ROOT / "configs" / "method").glob("*.yaml") if not p.stem.endswith("_llm"))
     tiny = [o for o in TINY if not o.startswith(("scorer.", "segmenter.", "threads"))]  # methods set their own
     res = run(tmp_path, "-m", f"hydra.sweep.dir={tmp_path}/multi", *tiny, f"checkpoint={tiny_checkpoint}",
-              "logger=none", "save_pruned_model=false", "threads=1", "hydra/launcher=parallel",
+              "logger=none", "save_pruned_model=false", "hydra/launcher=parallel",
               f"method={','.join(methods)}")  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
@@ -313,6 +314,7 @@ def test_every_method_runs_in_a_parallel_sweep_with_a_summary(tmp_path, tiny_che
         assert r["units_kept"] == "5" and len(json.loads(r["removed"])) == 4
         assert float(r["params_pruned"]) < float(r["params_dense"]) and float(r["seconds_prune"]) > 0
         assert labels[json.loads(r["options"])["method"]] == r["method"]
+        assert r["threads"] == str(max(1, (os.cpu_count() or 1) // 2))
     summary = (tmp_path / "multi" / "sweep_summary.md").read_text()
     assert all(f"| {labels[m]} |" in summary for m in methods) and (tmp_path / "multi" / "sweep_summary.png").exists()
 
