@@ -61,13 +61,13 @@ demo: data  ## SGLP end to end on ResNet-56 / Fashion-MNIST (offline, ~6 min on 
 VERDICT_THREADS ?= 2
 VERDICTS := $(PY) run.py -m experiment=verdicts threads=$(VERDICT_THREADS)
 VERDICT_METHODS := random,shortgpt,sglp,sglp_paper_exact
-LADDER := finetune_budgets=[300,600,1200]
+LADDER := finetune_budgets=[300,600,1200,2400]
 verdicts: data  ## the verdict grid (CPU-hours; resumable): results/verdicts.md
-	$(VERDICTS) seed=0,1,2 search.keep=14,8 method=$(VERDICT_METHODS) $(LADDER)
-	$(VERDICTS) seed=0,1,2 search.keep=22,18,11 method=$(VERDICT_METHODS) finetune_budgets=[300,600]
+	$(VERDICTS) search.keep=14,8 seed=0,1,2 method=$(VERDICT_METHODS) $(LADDER)
+	$(VERDICTS) search.keep=22,18,11 seed=0,1,2 method=$(VERDICT_METHODS) $(LADDER)
 	$(VERDICTS) seed=0,1,2 method=sglp_paper matched_controls=[in_segments,same_depth] $(LADDER)
 	$(VERDICTS) seed=0,1,2 method=sglp_paper_pretrained_init,sglp_paper_k5 matched_controls=[in_segments,same_depth] $(LADDER)
-	$(PY) run.py -m experiment=verdicts_vgg16 threads=$(VERDICT_THREADS) seed=0,1,2 search.keep=9,7,5 method=$(VERDICT_METHODS) finetune_budgets=[300,600]
+	$(PY) run.py -m experiment=verdicts_vgg16 threads=$(VERDICT_THREADS) seed=0,1,2 search.keep=9,7,5 method=$(VERDICT_METHODS) $(LADDER)
 	$(MAKE) -s verdicts-page
 
 verdicts-page:  ## render results/verdicts.md (and its figures) from the verdict rows so far
