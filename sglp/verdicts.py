@@ -60,8 +60,8 @@ def budgets(rows: Iterable[Row]) -> list[int]:
 
 
 def network(row: Row) -> str:
-    """The grid a row belongs to: its experiment (one backbone family per verdict experiment)."""
-    return str(row.get("experiment") or row.get("model") or "?")
+    """The network a row pruned (its model config's name: one curve family per network)."""
+    return str(row.get("model") or row.get("experiment") or "?")
 
 
 def picks_depth(row: Row) -> bool:

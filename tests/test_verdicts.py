@@ -11,7 +11,7 @@ LADDER = (300, 600, 1200)  # extra budgets; the recipe is 1 epoch capped at 150 
 
 def row(method, seed, kept, accs, target="same", control="", net="verdicts", macs=None):
     """A result row: `accs` = accuracy at 150, 300, 600, 1200 steps (fewer: the row has fewer budgets)."""
-    r = {"experiment": net, "method": method, "seed": str(seed), "units_kept": str(kept),
+    r = {"experiment": "verdicts", "model": net, "method": method, "seed": str(seed), "units_kept": str(kept),
          "units_kept_target": str(kept if target == "same" else target or ""), "control": control,
          "finetune_epochs": "1", "finetune_max_steps_per_epoch": "150", "pruned_acc": str(accs[0]),
          "macs_reduction_pct": str(macs if macs is not None else 100 - 3 * kept), "seconds_total": "3600"}  # fmt: skip
