@@ -48,7 +48,7 @@ def faults():
     ],
 )
 def test_the_command_line_is_composed_before_hydra_runs_it(run_py, argv, fragment):
-    message = run_py.check_command_line(argv)
+    message = run_py.check_command_line(argv, run_py.CONFIGS)
     assert message is not None and fragment in message and "\n" not in message
 
 
@@ -58,7 +58,7 @@ def test_the_command_line_is_composed_before_hydra_runs_it(run_py, argv, fragmen
      ["--cfg", "job", "model=whatever"], ["model=tiny_llama", "+model.layers_path=model.layers"], []],
 )  # fmt: skip
 def test_valid_command_lines_and_hydras_own_modes_pass(run_py, argv):
-    assert run_py.check_command_line(argv) is None
+    assert run_py.check_command_line(argv, run_py.CONFIGS) is None
 
 
 def test_damaged_idx_files_are_data_errors(tmp_path):
