@@ -16,6 +16,7 @@ adapter registered by type: `register_units(model_type, fn)` and `register_bypas
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
@@ -85,11 +86,18 @@ def register_bypass(unit_type: type, fn: BypassFn) -> None:
     _BYPASSES.insert(0, (unit_type, fn))
 
 
-def _load_builtin_adapters(module: nn.Module | None = None) -> None:
-    import sglp.adapters  # noqa: F401 - registers the built-in adapters on import
+# The built-in registrants, found by name like entry points (the registry imports none of them): (module-name
+# prefix of the models they handle, or "" for any; the registrant module). Each registers itself on import.
+BUILTIN_REGISTRANTS: tuple[tuple[str, str], ...] = (
+    ("", "sglp.adapters"),  # torchvision ResNet / VGG / ViT
+    ("transformers.", "sglp.llm.layers"),  # Hugging Face decoders (imported only when one is seen)
+)
 
-    if module is not None and type(module).__module__.startswith("transformers."):
-        import sglp.llm.layers  # noqa: F401 - Hugging Face models (imported only when one is seen)
+
+def _load_builtin_adapters(module: nn.Module | None = None) -> None:
+    for prefix, registrant in BUILTIN_REGISTRANTS:
+        if not prefix or (module is not None and type(module).__module__.startswith(prefix)):
+            importlib.import_module(registrant)
 
 
 def prunable_units(model: nn.Module) -> list[tuple[str, nn.Module]]:

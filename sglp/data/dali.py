@@ -92,7 +92,7 @@ class DaliLoaders:
         self.splits, self.backend, self.threads = splits, backend, threads
 
     def loader(self, dataset, indices: list[int], batch_size: int, seed: int | None, drop_last: bool) -> DaliBatches:
-        from sglp.data.image_folder import IMAGENET_MEAN, IMAGENET_STD
+        from sglp.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 
         samples = [dataset.samples[i] for i in indices]
         train = dataset is self.splits.train_set

@@ -18,9 +18,9 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
+from sglp.data.normalize import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 (also importable from here)
 from sglp.errors import DataNotFoundError
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LOADERS = ("torch", "dali")
 log = logging.getLogger(__name__)
 
