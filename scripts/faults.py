@@ -713,7 +713,9 @@ def main(argv: list[str] | None = None) -> int:
         kills = kill_section(work, rng, args.quick) if args.only in (None, "kill") else []
         races = race_section(work, rng, args.quick) if args.only in (None, "race") else []
     command = "python scripts/faults.py " + " ".join(a for a in (argv or sys.argv[1:]))
-    report = render(bad, kills, races, command.strip(), load)
+    from sglp.report import portable_text
+
+    report = portable_text(render(bad, kills, races, command.strip(), load), ROOT)  # no machine paths in the page
     if args.out:
         args.out.write_text(report)
     print(report)

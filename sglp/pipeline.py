@@ -26,7 +26,7 @@ from sglp.dense_cache import DenseCache, NoCache
 from sglp.device import is_main
 from sglp.errors import InvalidArgument
 from sglp.plots import plot_cka, plot_kept_units
-from sglp.report import NullLogger, git_commit, provenance, publish_row
+from sglp.report import NullLogger, git_commit, portable_path, provenance, publish_row
 from sglp.search_journal import SearchJournal
 from sglp.strategy import Strategy, every_subset_space, timed
 from sglp.surgery import remove_layers
@@ -134,7 +134,7 @@ def run_pruning(
                 "search_evaluated": result.search.evaluated, "search_resumed": result.search.resumed,
                 "search_seconds": result.search.seconds,
                 **result.extra, **timings, "seconds_total": time.perf_counter() - t_start,
-                "git_commit": commit, "run_dir": str(run_dir), **start, **provenance("end")})  # fmt: skip
+                "git_commit": commit, "run_dir": portable_path(run_dir), **start, **provenance("end")})  # fmt: skip
 
     if s.save_pruned_model:
         saved = task.save(pruned, run_dir, removed=result.removed, units_total=units_total, kept=result.kept,
@@ -220,7 +220,7 @@ def run_matched_controls(
                     "calib_batch_size": s.calib_batch_size, "calib_batches": s.calib_batches,
                     "dense_cached": cached, **dense, **metrics, **recovered, **timings,
                     "seconds_total": time.perf_counter() - t_start, "git_commit": git_commit(),
-                    "run_dir": str(run_dir), **start, **provenance("end")})  # fmt: skip
+                    "run_dir": portable_path(run_dir), **start, **provenance("end")})  # fmt: skip
         publish_row(row, Path(run_dir) / f"control_{control}", results_table, NullLogger(), unique=s.unique_rows)
         rows.append(row)
     return rows

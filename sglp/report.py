@@ -127,6 +127,15 @@ def portable_text(text: str, root: str | Path | None) -> str:
     return text.replace(root + "/", "./").replace(root, ".")
 
 
+def portable_path(path: str | Path) -> str:
+    """`path` relative to the working directory when it lies inside it (rows hold no machine paths), else as is."""
+    absolute = Path(path).resolve()
+    try:
+        return str(absolute.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def config_key(config: Mapping[str, Any], root: str | None = None) -> str:
     """A short hash identifying a run by its resolved config, ignoring VOLATILE_KEYS; paths under `root`
     count as relative, so a clone elsewhere computes the same key."""

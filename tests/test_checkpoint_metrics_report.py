@@ -194,3 +194,15 @@ def test_git_commit_is_dirty_for_code_not_for_results_or_prose(tmp_path):
     assert fresh() == head + "-dirty"
     assert git_commit(tmp_path / "results") == head + "-dirty"  # from a subfolder: still the whole repository
     assert git_commit(tmp_path.parent / "no-such-folder") == "unknown"
+
+
+def test_committed_text_and_rows_hold_no_machine_paths(tmp_path, monkeypatch):
+    from sglp.report import portable_path, portable_text
+
+    assert portable_text("root: /home/u/sglp\ndata: /home/u/sglp/data", "/home/u/sglp/") == "root: .\ndata: ./data"
+    assert portable_text("path: /home/u/sglp/data", "/home/u/sglp") == "path: ./data"
+    assert portable_text("x", None) == "x"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs" / "run").mkdir(parents=True)
+    assert portable_path(tmp_path / "outputs" / "run") == "outputs/run"
+    assert portable_path("/proc/elsewhere") == "/proc/elsewhere"
