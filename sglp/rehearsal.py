@@ -86,19 +86,44 @@ def tiny_width(arch: dict, hidden: int = 64, vocab_size: int = 512) -> dict:
     }
 
 
+def tiny_pretrained_config(config, hidden: int = 64, vocab_size: int = 512):
+    """A `transformers` config at a tiny width with the real layer count and family (`tiny_width`'s rules), set
+    through the config's own attribute names (e.g. GPT-2's n_embd is its hidden_size)."""
+    shape_keys = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads")
+    fields = {k: getattr(config, k) for k in shape_keys if getattr(config, k, None) is not None}
+    tiny = tiny_width(fields, hidden=hidden, vocab_size=vocab_size)
+    for key in (*fields, "vocab_size"):
+        setattr(config, key, tiny[key])
+    if getattr(config, "head_dim", None) is not None:  # families that state it (Qwen3, Gemma): width / heads
+        config.head_dim = hidden // tiny["num_attention_heads"]
+    for key in ("max_position_embeddings", "n_positions"):
+        if getattr(config, key, None) is not None:
+            setattr(config, key, 512)
+    return config
+
+
 def rehearsal_llm(arch: dict, corpus: Path, out_dir: str | Path, vocab_size: int = 512) -> Path:
     """Build the tiny-width decoder of `arch` (random weights) with a tokenizer fitted on `corpus`, saved as a model
-    directory the LLM job loads like any other."""
-    from sglp.llm.models import llama_from_config
+    directory the LLM job loads like any other. `arch`: LLaMA config fields (`llama_from_config`), or a `path`
+    whose config.json names the family (`causal_lm_from_config`, model=hf_causal_lm)."""
+    from transformers import AutoModelForCausalLM
+
+    from sglp.llm.models import llama_from_config, pretrained_config
     from sglp.llm.tokenizer import train_tokenizer
 
     out_dir = Path(out_dir)
     tokenizer = train_tokenizer(corpus.read_text(encoding="utf-8"), vocab_size)
-    config = tiny_width({k: v for k, v in arch.items() if k != "_target_"}, vocab_size=len(tokenizer))
-    config.update(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                  eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+    special = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
+               "eos_token_id": tokenizer.eos_token_id}  # fmt: skip
     torch.manual_seed(0)
-    model = llama_from_config(**config)
+    if "path" in arch:
+        config = tiny_pretrained_config(pretrained_config(arch["path"]), vocab_size=len(tokenizer))
+        for key, value in special.items():
+            setattr(config, key, value)
+        model = AutoModelForCausalLM.from_config(config)
+    else:
+        config = tiny_width({k: v for k, v in arch.items() if k != "_target_"}, vocab_size=len(tokenizer))
+        model = llama_from_config(**{**config, **special})
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir

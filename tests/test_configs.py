@@ -39,7 +39,9 @@ def test_option_composes_and_instantiates(group, option):
         cfg = compose_with(f"{group}={option}", "paths.root=/tmp/sglp-test", "model.net.weights=null")
     node = cfg[group]
     if group == "model" and node.get("kind") == "causal_lm":  # LLMs: built (tiny) or loaded, see test_llm_*
-        assert node.path and node.dtype
+        from omegaconf import OmegaConf
+
+        assert (OmegaConf.is_missing(node, "path") or node.path) and node.dtype  # hf_causal_lm: the user's path
         if "build" in node:
             assert (
                 len(prunable_units(instantiate(node.build)(vocab_size=64))) >= 2

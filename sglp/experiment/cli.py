@@ -45,6 +45,7 @@ def run(cfg: DictConfig) -> dict:
     from sglp.report import NullLogger, check_writable, config_key, find_row, portable_text
     from sglp.training import seed_everything
 
+    check_no_missing_values(cfg)
     if cfg.mode not in MODES:
         raise InvalidArgument(f"mode={cfg.mode!r}: choose one of {MODES}")
     validation.integer("threads", cfg.threads, allow_none=True)
@@ -113,6 +114,21 @@ def run(cfg: DictConfig) -> dict:
         run_matched_controls(model, task, row, controls, settings, run_dir, results_table, dense_cache(cfg, resolved),
                              done)  # fmt: skip
     return row
+
+
+def check_no_missing_values(cfg: DictConfig) -> None:
+    """InvalidArgument naming the first `???` value (one only the user can give, e.g. model.path) and the fix."""
+    from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
+
+    from sglp.errors import InvalidArgument
+
+    try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+    except (MissingMandatoryValue, InterpolationToMissingValueError) as e:  # via an interpolation: named in e
+        found = re.search(r"Missing mandatory value: (\S+)", str(e))
+        missing = [found.group(1) if found else "a value"]
+    if missing:
+        raise InvalidArgument(f"{missing[0]} has no value: set it on the command line ({missing[0]}=...)")
 
 
 def dense_cache(cfg: DictConfig, resolved: dict):

@@ -57,6 +57,10 @@ class LoRAConfig:
         return self.lr * max(0.0, (self.steps - step) / max(1, self.steps - self.warmup_steps))
 
 
+# PEFT's name for every linear (and GPT-2 Conv1D) layer but the output head: any decoder family, no names needed.
+ALL_LINEAR = "all-linear"
+
+
 def lora_finetune(model: nn.Module, data, config: LoRAConfig, seed: int = 0, progress: bool = True):
     """Train LoRA adapters on `data.train_batches` (causal LM loss); returns (model, per-step losses).
     With `config.merge` the returned model is `model`'s own class with the adapters merged in."""
@@ -65,8 +69,9 @@ def lora_finetune(model: nn.Module, data, config: LoRAConfig, seed: int = 0, pro
     if config.steps < 1 or config.rank < 1:
         raise InvalidArgument(f"LoRA needs steps >= 1 and rank >= 1 (got steps={config.steps}, rank={config.rank})")
     torch.manual_seed(seed)
+    targets = ALL_LINEAR if list(config.target_modules) == [ALL_LINEAR] else list(config.target_modules)
     names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
-    missing = [t for t in config.target_modules if t not in names]
+    missing = [t for t in config.target_modules if t not in names] if targets != ALL_LINEAR else []
     if missing:
         raise InvalidArgument(
             f"LoRA target_modules {missing} are not linear layers of this model (it has {sorted(names)})"
@@ -76,7 +81,7 @@ def lora_finetune(model: nn.Module, data, config: LoRAConfig, seed: int = 0, pro
     peft_model = get_peft_model(
         model,
         LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                   target_modules=list(config.target_modules), task_type="CAUSAL_LM"),
+                   target_modules=targets, task_type="CAUSAL_LM"),
     )  # fmt: skip
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

@@ -62,3 +62,25 @@ def llama_from_config(**config):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     return LlamaForCausalLM(LlamaConfig(**config))
+
+
+def pretrained_config(path: str):
+    """The `transformers` config of a model folder or hub id (its config.json only: no weights are read)."""
+    from transformers import AutoConfig
+
+    local = Path(path).expanduser()
+    try:
+        return AutoConfig.from_pretrained(str(local) if local.exists() else path)
+    except (OSError, ValueError) as e:  # offline / not found / not a model folder / unknown model_type
+        raise CheckpointError(
+            f"model.path={path}: no readable config.json ({str(e).splitlines()[0][:160]}). Fix: a local model "
+            "folder, or a hub id with internet (and, for gated models, `huggingface-cli login`)."
+        ) from None
+
+
+def causal_lm_from_config(path: str):
+    """The decoder LM that `path`'s config.json describes, with random weights (build it on the meta device to size
+    a model without memory or download): the architecture of any Hugging Face causal LM, by name."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_config(pretrained_config(path))
