@@ -40,10 +40,12 @@ class Interval:
         """Whether `value` lies outside the interval (the difference is significant at its level)."""
         return self.side(value) != 0
 
-    def format(self, digits: int = 2) -> str:
+    def format(self, digits: int = 2, signed: bool = False) -> str:
+        """'mean ± half width' ('+mean ...' when `signed`: a difference); the mean alone without an interval."""
+        mean = f"{self.mean:+.{digits}f}" if signed else f"{self.mean:.{digits}f}"
         if self.n < 2 or not math.isfinite(self.half_width):
-            return f"{self.mean:.{digits}f}"
-        return f"{self.mean:.{digits}f} ± {self.half_width:.{digits}f}"
+            return mean
+        return f"{mean} ± {self.half_width:.{digits}f}"
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> Interval:

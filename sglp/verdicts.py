@@ -13,30 +13,22 @@ Rules, each a function below:
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sglp.stats import Interval, holm, paired_t_pvalue, t_interval
+from sglp.tables import as_number
 
 Row = Mapping[str, Any]
 CONTROL_SUFFIXES = {"in_segments": " · random in its segments", "same_depth": " · random, same depth"}
 PLAIN_RANDOM = "Random"
 
 
-def number(v: Any) -> float | None:
-    """A float from a CSV cell; None for empty or non-numeric cells."""
-    try:
-        return None if v in (None, "") else float(v)
-    except (TypeError, ValueError):
-        return None
-
-
 def recipe_steps(row: Row) -> int | None:
     """Fine-tuning steps of the row's own recipe (`pruned_acc`): epochs x the per-epoch cap, when capped."""
-    epochs, cap = number(row.get("finetune_epochs")), number(row.get("finetune_max_steps_per_epoch"))
+    epochs, cap = as_number(row.get("finetune_epochs")), as_number(row.get("finetune_max_steps_per_epoch"))
     return int(epochs * cap) if epochs is not None and cap is not None else None
 
 
@@ -44,8 +36,8 @@ def accuracy_at(row: Row, budget: int) -> float | None:
     """Test accuracy after `budget` fine-tuning steps: the recipe's column when the recipe has that many steps,
     else the extra budget's column `pruned_acc_ft<budget>`; None when the row has neither."""
     if recipe_steps(row) == budget:
-        return number(row.get("pruned_acc"))
-    return number(row.get(f"pruned_acc_ft{budget}"))
+        return as_number(row.get("pruned_acc"))
+    return as_number(row.get(f"pruned_acc_ft{budget}"))
 
 
 def budgets(rows: Iterable[Row]) -> list[int]:
@@ -55,7 +47,7 @@ def budgets(rows: Iterable[Row]) -> list[int]:
         if (steps := recipe_steps(r)) is not None:
             found.add(steps)
         found.update(int(k.removeprefix("pruned_acc_ft")) for k, v in r.items()
-                     if k.startswith("pruned_acc_ft") and number(v) is not None)  # fmt: skip
+                     if k.startswith("pruned_acc_ft") and as_number(v) is not None)  # fmt: skip
     return sorted(found)
 
 
@@ -66,7 +58,7 @@ def network(row: Row) -> str:
 
 def picks_depth(row: Row) -> bool:
     """Whether the row's method chose its own depth (no depth target recorded)."""
-    return number(row.get("units_kept_target")) is None
+    return as_number(row.get("units_kept_target")) is None
 
 
 def is_control(row: Row) -> bool:
@@ -93,7 +85,7 @@ def cells(rows: Sequence[Row]) -> dict[tuple[str, str, int], Cell]:
     for (net, method, kept), by_seed in grid.items():
         acc = {b: {s: a for s, r in by_seed.items() if (a := accuracy_at(r, b)) is not None}
                for b in budgets(by_seed.values())}  # fmt: skip
-        macs = {s: m for s, r in by_seed.items() if (m := number(r.get("macs_reduction_pct"))) is not None}
+        macs = {s: m for s, r in by_seed.items() if (m := as_number(r.get("macs_reduction_pct"))) is not None}
         out[(net, method, kept)] = Cell(net, method, kept, acc, macs)
     return out
 
@@ -214,21 +206,16 @@ def describe(v: Verdict) -> str:
     return "wins" if v.question.interval.mean > 0 else "loses"
 
 
-def fmt(iv: Interval, signed: bool = False) -> str:
-    text = f"{iv.mean:+.2f}" if signed else f"{iv.mean:.2f}"
-    return text if iv.n < 2 or not math.isfinite(iv.half_width) else f"{text} ± {iv.half_width:.2f}"
-
-
 # ----------------------------------------------------------------------------------------------------- the page
 
 
 def provenance_lines(rows: Sequence[Row]) -> list[str]:
     """Where and how the rows ran, from the rows' own provenance columns (rows without them are counted)."""
     cpus = sorted({str(r["cpu"]) for r in rows if r.get("cpu")})
-    threads = sorted({int(float(r["threads"])) for r in rows if number(r.get("threads")) is not None})
-    loads = [number(r.get("load_start")) for r in rows if number(r.get("load_start")) is not None]
+    threads = sorted({int(float(r["threads"])) for r in rows if as_number(r.get("threads")) is not None})
+    loads = [as_number(r.get("load_start")) for r in rows if as_number(r.get("load_start")) is not None]
     dates = sorted(str(r["start_utc"])[:10] for r in rows if r.get("start_utc"))
-    hours = sum(number(r.get("seconds_total")) or 0.0 for r in rows) / 3600
+    hours = sum(as_number(r.get("seconds_total")) or 0.0 for r in rows) / 3600
     lines = [f"- {len(rows)} rows, {hours:.1f} CPU-hours of jobs (the rows' `seconds_total`)."]
     if cpus:
         lines.append(
@@ -240,8 +227,9 @@ def provenance_lines(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
-def budget_section(rows: Sequence[Row], threshold: float) -> tuple[list[str], int | None]:
-    chosen, steps = converged_budget(rows, threshold)
+def budget_section(rows: Sequence[Row], threshold: float, chosen: int | None, steps: list) -> tuple[list[str], int]:
+    """The rule, every control's change on doubling (`converged_budget`'s), and the budget the verdicts use: the
+    chosen one, else the largest (provisional)."""
     lines = [
         "## Recovery budget",
         "",
@@ -262,8 +250,7 @@ def budget_section(rows: Sequence[Row], threshold: float) -> tuple[list[str], in
     return lines + [""], chosen
 
 
-def questions_section(rows: Sequence[Row], budget: int) -> list[str]:
-    verdicts = holm_verdicts(questions(rows, budget))
+def questions_section(verdicts: Sequence[Verdict], budget: int) -> list[str]:
     family = sum(v.adjusted is not None for v in verdicts)
     lines = ["## Designed questions", "",
              f"Paired by seed (= backbone) at {budget} steps: method minus reference, accuracy points, mean ± 95 % "
@@ -275,7 +262,7 @@ def questions_section(rows: Sequence[Row], budget: int) -> list[str]:
         q = v.question
         p = "–" if q.pvalue is None else f"{q.pvalue:.3f}"
         adj = "–" if v.adjusted is None else f"{v.adjusted:.3f}"
-        diff, word = fmt(q.interval, signed=True), describe(v)
+        diff, word = q.interval.format(signed=True), describe(v)
         if v.survives:
             diff, word = f"**{diff}**", f"**{word}**"
         kept = "its own" if q.kept is None else str(q.kept)
@@ -284,9 +271,8 @@ def questions_section(rows: Sequence[Row], budget: int) -> list[str]:
     return lines + [""]
 
 
-def findings_section(rows: Sequence[Row], budget: int, provisional: bool) -> list[str]:
-    """At most `limit` lines: the questions that survive Holm, each citing its row of the questions table."""
-    verdicts = holm_verdicts(questions(rows, budget))
+def findings_section(verdicts: Sequence[Verdict], num_rows: int, budget: int, provisional: bool) -> list[str]:
+    """At most 12 survivors, each citing its row of the questions table."""
     family = [v for v in verdicts if v.adjusted is not None]
     survivors = [v for v in family if v.survives]
     state = " (provisional: the budget rule is not met yet)" if provisional else ""
@@ -294,7 +280,7 @@ def findings_section(rows: Sequence[Row], budget: int, provisional: bool) -> lis
         "## Findings",
         "",
         f"{len(survivors)} of the {len(family)} designed questions survive Holm at 0.05, at {budget} steps{state}; "
-        f'rows: {len(rows)} (`results/verdicts.md`, "Designed questions").',
+        f'rows: {num_rows} (`results/verdicts.md`, "Designed questions").',
         "",
     ]
     for v in survivors[:12]:
@@ -302,7 +288,7 @@ def findings_section(rows: Sequence[Row], budget: int, provisional: bool) -> lis
         at = "at the depth it picked" if q.kept is None else f"at {q.kept} kept"
         lines.append(
             f"- {q.network}: `{q.method}` {describe(v)} against `{q.reference}` {at}: "
-            f"{fmt(q.interval, signed=True)} points over {len(q.differences)} seeds (Holm p {v.adjusted:.3f})."
+            f"{q.interval.format(signed=True)} points over {len(q.differences)} seeds (Holm p {v.adjusted:.3f})."
         )
     if len(survivors) > 12:
         lines.append(f"- … and {len(survivors) - 12} more in the table.")
@@ -328,7 +314,7 @@ def curve_section(rows: Sequence[Row], budget: int) -> list[str]:
                 row = []
                 for d in depths:
                     acc = grid[(net, m, d)].acc.get(b, {}) if (net, m, d) in grid else {}
-                    row.append(f"{fmt(t_interval(list(acc.values())))} ({len(acc)})" if acc else "")
+                    row.append(f"{t_interval(list(acc.values())).format()} ({len(acc)})" if acc else "")
                 if any(row):
                     lines.append(f"| {m} | " + " | ".join(row) + " |")
             lines.append("")
@@ -377,11 +363,12 @@ def render(rows: Sequence[Row], source: str, command: str, threshold: float = 0.
     if not rows:
         return "\n".join(lines + ["## Findings", "", "No rows yet: `make verdicts` runs the grid.", ""])
     lines += provenance_lines(rows) + [""]
-    budget_lines, budget = budget_section(rows, threshold)
+    chosen, steps = converged_budget(rows, threshold)
+    budget_lines, budget = budget_section(rows, threshold, chosen, steps)
+    verdicts = holm_verdicts(questions(rows, budget))
     lines += budget_lines
-    assert budget is not None  # rows exist, so some budget does
-    lines += findings_section(rows, budget, provisional=converged_budget(rows, threshold)[0] is None)
-    lines += questions_section(rows, budget)
+    lines += findings_section(verdicts, len(rows), budget, provisional=chosen is None)
+    lines += questions_section(verdicts, budget)
     if plot_stem:
         lines += [f"![{name}]({name})" for name in plot_curves(rows, budget, plot_stem)] + [""]
     lines += curve_section(rows, budget)
