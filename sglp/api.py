@@ -36,34 +36,34 @@ def method(name: str) -> Callable[[Callable], Callable]:
     return register
 
 
-@method("sglp")
-def _sglp(keep: int | None, ratio: float | None, k: int | None, seed: int) -> Built:
-    """configs/method/sglp.yaml: unbiased linear CKA, Fisher segments of full rows, smallest GradNorm (ours)."""
+def _cka_fisher_gradnorm(
+    estimator: str, representation: str, k: int, search: SegmentSearch, seed: int, **gradnorm: Any
+) -> Strategy:
+    """configs/strategy/segmented.yaml with linear CKA, Fisher segments and GradNorm: the SGLP methods' shape."""
     from sglp.scorers.gradnorm import GradNormScorer
     from sglp.segmentation import FisherSegmenter
     from sglp.similarity import CKA
 
-    return SegmentedPruning(
-        CKA("unbiased", "linear"),
-        FisherSegmenter(k=3 if k is None else k, representation="row"),
-        SegmentSearch(keep=keep, ratio=ratio, seed=seed),
-        GradNormScorer(num_batches=1, batch_size=64, maximize=False, init_seed=seed),
-    ), CKA_BATCHES
+    return SegmentedPruning(CKA(estimator, "linear"), FisherSegmenter(k=k, representation=representation), search,
+                            GradNormScorer(num_batches=1, init_seed=seed, **gradnorm))  # fmt: skip
+
+
+@method("sglp")
+def _sglp(keep: int | None, ratio: float | None, k: int | None, seed: int) -> Built:
+    """configs/method/sglp.yaml: unbiased linear CKA, Fisher segments of full rows, smallest GradNorm (ours)."""
+    search = SegmentSearch(keep=keep, ratio=ratio, seed=seed)
+    strategy = _cka_fisher_gradnorm("unbiased", "row", 3 if k is None else k, search, seed, batch_size=64,
+                                    maximize=False)  # fmt: skip
+    return strategy, CKA_BATCHES
 
 
 @method("sglp_paper_exact")
 def _sglp_paper_exact(keep: int | None, ratio: float | None, k: int | None, seed: int) -> Built:
     """configs/method/sglp_paper_exact.yaml: the paper's method meeting the depth target (see that yaml)."""
-    from sglp.scorers.gradnorm import GradNormScorer
-    from sglp.segmentation import FisherSegmenter
-    from sglp.similarity import CKA
-
-    return SegmentedPruning(
-        CKA("biased", "linear"),
-        FisherSegmenter(k=6 if k is None else k, representation="row_sum"),
-        SegmentSearch(keep=keep, ratio=ratio, seed=seed),
-        GradNormScorer(num_batches=1, batch_size=128, maximize=True, init="paper", init_seed=seed),
-    ), (128, 1)
+    search = SegmentSearch(keep=keep, ratio=ratio, seed=seed)
+    strategy = _cka_fisher_gradnorm("biased", "row_sum", 6 if k is None else k, search, seed, batch_size=128,
+                                    maximize=True, init="paper")  # fmt: skip
+    return strategy, (128, 1)
 
 
 def _one_shot(scorer, keep: int | None, ratio: float | None, seed: int) -> Strategy:
