@@ -206,7 +206,8 @@ def run_matched_controls(
         t_start, start, timings = time.perf_counter(), provenance("start"), {}
         torch.manual_seed(s.seed)
         kept_c = control_kept(control, segments, kept, s.seed)
-        removed = [u for seg in segments for u in seg if u not in set(kept_c)]
+        kept_set = set(kept_c)
+        removed = [u for seg in segments for u in seg if u not in kept_set]
         log.info("matched control %s of %s: kept %s", control, method_row["method"], kept_c)
         recovered, _ = recover_and_measure(model, remove_layers(model, removed), task, s, NullLogger(), cache,
                                            digest, timings)  # fmt: skip
