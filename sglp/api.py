@@ -1,7 +1,9 @@
 """One call from Python: `sglp.prune(model, calibration, keep=14)` -> (pruned model, PruneReport).
 
-The methods by name are the same components, with the same defaults, as `configs/method/<name>.yaml` composes for
-`run.py` (tests/test_api.py instantiates both and compares them); each registers itself with `@method("<name>")`.
+The methods by name are the same components, with the same defaults, as `configs/method/<yaml>.yaml` composes for
+`run.py` (tests/test_api.py instantiates both and compares them). A name has one form per model kind: `"sglp"` on a
+Hugging Face causal LM is the yaml the LLM tables run (`sglp_llm`: token CKA, perplexity inside segments), on an
+image classifier `sglp` (GradNorm); each form registers itself with `@method(name, kind, yaml)`.
 """
 
 from __future__ import annotations
@@ -22,18 +24,29 @@ from sglp.units import prunable_units
 
 # name -> builder(keep, ratio, k, seed) -> (Strategy, (CKA batch size, CKA batches))
 Built = tuple[Strategy, tuple[int, int]]
-METHODS: dict[str, Callable[..., Built]] = {}
+KINDS = ("classification", "causal_lm")  # configs/kind/
+METHODS: dict[tuple[str, str], Callable[..., Built]] = {}  # (name, kind) -> builder
+YAMLS: dict[tuple[str, str], str] = {}  # (name, kind) -> the configs/method/ yaml it equals
 CKA_BATCHES = (128, 2)  # configs/config.yaml's calibration.batch_size, calibration.num_batches
 
 
-def method(name: str) -> Callable[[Callable], Callable]:
-    """Register a builder under `name` (one function per method; no chain of names anywhere)."""
+def method(name: str, kinds: tuple[str, ...] = ("classification",), yaml: str | None = None) -> Callable:
+    """Register a builder under `name` for these model kinds (one function per form; no chain of names anywhere);
+    `yaml`: the configs/method/ file it equals (default: `name`)."""
 
     def register(builder: Callable) -> Callable:
-        METHODS[name] = builder
+        for kind in kinds:
+            METHODS[name, kind] = builder
+            YAMLS[name, kind] = yaml or name
         return builder
 
     return register
+
+
+def model_kind(model: nn.Module) -> str:
+    """ "causal_lm" for a Hugging Face generative model (a decoder LM), else "classification"."""
+    hf = type(model).__module__.startswith("transformers.")
+    return "causal_lm" if hf and hasattr(model, "generate") and hasattr(model, "config") else "classification"
 
 
 def _cka_fisher_gradnorm(
@@ -74,14 +87,28 @@ def _one_shot(scorer, keep: int | None, ratio: float | None, seed: int) -> Strat
                             name="one-shot", label_groups=("scorer",))  # fmt: skip
 
 
-@method("random")
+@method("sglp", kinds=("causal_lm",), yaml="sglp_llm")
+def _sglp_llm(keep: int | None, ratio: float | None, k: int | None, seed: int) -> Built:
+    """configs/method/sglp_llm.yaml with model=hf_causal_lm: unbiased linear CKA with one row per token, Fisher
+    segments of full rows, every combination of the allotted size, lowest calibration perplexity kept (ours)."""
+    from sglp.llm.perplexity import PerplexityScorer
+    from sglp.segmentation import FisherSegmenter
+    from sglp.similarity import CKA
+
+    return SegmentedPruning(CKA("unbiased", "linear", token_rows=True),
+                            FisherSegmenter(k=3 if k is None else k, representation="row"),
+                            SegmentSearch(keep=keep, ratio=ratio, seed=seed),
+                            PerplexityScorer(num_batches=4, batch_size=8, reuse_prefix=True)), CKA_BATCHES  # fmt: skip
+
+
+@method("random", kinds=KINDS)
 def _random(keep: int | None, ratio: float | None, k: int | None, seed: int) -> Built:
     from sglp.criteria.random import RandomUnits
 
     return _one_shot(RandomUnits(seed=seed), keep, ratio, seed), CKA_BATCHES
 
 
-@method("shortgpt")
+@method("shortgpt", kinds=KINDS)
 def _shortgpt(keep: int | None, ratio: float | None, k: int | None, seed: int) -> Built:
     from sglp.criteria.block_influence import BlockInfluence
 
@@ -90,30 +117,43 @@ def _shortgpt(keep: int | None, ratio: float | None, k: int | None, seed: int) -
 
 class Calibration:
     """A calibration source from what a user has: a DataLoader (or any iterable) of (x, y) batches, or tensors x
-    (N, ...) and y (N,). `source(batch_size, num_batches)` re-batches the first `max_examples` examples in order,
-    wrapping around when asked for more than there are."""
+    (N, ...) and y (N,). For a language model (`targets_are_inputs`) the inputs are token ids (N, T) and are their
+    own targets: a tensor of ids, or batches of ids, (ids, ...) or {"input_ids": ids}. `source(batch_size,
+    num_batches)` re-batches the first `max_examples` examples in order, wrapping around when asked for more."""
 
-    def __init__(self, data: Any, max_examples: int = 4096) -> None:
-        xs, ys = [], []
+    def __init__(self, data: Any, max_examples: int = 4096, targets_are_inputs: bool = False) -> None:
+        self.targets_are_inputs = targets_are_inputs
+        if torch.is_tensor(data) and targets_are_inputs:
+            data = [data]
         if isinstance(data, tuple | list) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
             xs, ys = [data[0]], [data[1]]
         else:
-            count = 0
+            xs, ys, count = [], [], 0
             for batch in data:
-                if not (isinstance(batch, tuple | list) and len(batch) >= 2):
-                    raise InvalidArgument(
-                        "calibration: give (inputs, labels) batches (a DataLoader) or a pair of tensors"
-                    )
-                xs.append(batch[0])
-                ys.append(batch[1])
-                count += len(batch[0])
+                x, y = self._pair(batch)
+                xs.append(x)
+                ys.append(y)
+                count += len(x)
                 if count >= max_examples:
                     break
         if not xs or sum(len(x) for x in xs) == 0:
-            raise InvalidArgument(
-                "calibration: no examples; give a DataLoader of (inputs, labels) or a pair of tensors"
-            )
+            raise InvalidArgument(f"calibration: no examples; give {self._wanted()}")
         self.x, self.y = torch.cat(xs)[:max_examples], torch.cat(ys)[:max_examples]
+
+    def _wanted(self) -> str:
+        if self.targets_are_inputs:
+            return "token ids (N, T): a tensor, or a DataLoader of ids or of {'input_ids': ids}"
+        return "a DataLoader of (inputs, labels) batches or a pair of tensors"
+
+    def _pair(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.targets_are_inputs:
+            ids = batch.get("input_ids") if isinstance(batch, dict) else batch
+            ids = ids[0] if isinstance(ids, tuple | list) else ids
+            if torch.is_tensor(ids) and ids.dim() == 2 and not ids.is_floating_point():
+                return ids, ids
+        elif isinstance(batch, tuple | list) and len(batch) >= 2:
+            return batch[0], batch[1]
+        raise InvalidArgument(f"calibration: give {self._wanted()}")
 
     def __call__(self, batch_size: int, num_batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.x)
@@ -151,7 +191,7 @@ class PruneReport:
 
 def prune(
     model: nn.Module,
-    calibration: Iterable | tuple[torch.Tensor, torch.Tensor],
+    calibration: Iterable | torch.Tensor | tuple[torch.Tensor, torch.Tensor],
     keep: int | None = None,
     ratio: float | None = None,
     method: str = "sglp",
@@ -161,24 +201,28 @@ def prune(
 ) -> tuple[nn.Module, PruneReport]:
     """Prune `model`'s depth with a named method (METHODS) -> (a smaller model of the same class, PruneReport).
     `keep` units (or `ratio`, the fraction removed); `k` segments (the method's default when None); `calibration`:
-    a DataLoader of (inputs, labels) or a pair of tensors. `model` itself is left as it is."""
-    if method not in METHODS:
-        raise InvalidArgument(f"method={method!r}: choose one of {', '.join(sorted(METHODS))}")
-    strategy, (batch_size, num_batches) = METHODS[method](keep, ratio, k, seed)
-    num_units = len(prunable_units(model))
-    strategy.check(num_units)
-    source = Calibration(calibration)
+    a DataLoader of (inputs, labels) or a pair of tensors; for a Hugging Face causal LM, token ids (N, T) or a
+    DataLoader of them. `model` itself is left as it is."""
+    kind = model_kind(model)
+    if (method, kind) not in METHODS:
+        names = sorted(n for n, kd in METHODS if kd == kind)
+        raise InvalidArgument(f"method={method!r} for a {kind} model: choose one of {', '.join(names)}")
+    strategy, (batch_size, num_batches) = METHODS[method, kind](keep, ratio, k, seed)
+    strategy.check_kind(kind)
+    strategy.check(len(prunable_units(model)))
+    source = Calibration(calibration, targets_are_inputs=kind == "causal_lm")
     was_training = model.training
     model.eval()
     try:
         result = strategy(model, calibration=source, cka_batches=source(batch_size, num_batches), progress=progress)
     finally:
         model.train(was_training)
-    shape = tuple(source.x.shape[1:])
+    example = tuple(source.x.shape[1:])
+    dtype = source.x.dtype if kind == "causal_lm" else torch.float32  # token ids, or images / signals
     report = PruneReport(
         method=method, kept=result.kept, removed=result.removed, segments=result.segments,
-        similarity=result.similarity, flops=(count_flops(model, shape), count_flops(result.pruned, shape)),
-        params=(count_parameters(model), count_parameters(result.pruned)), search_space=result.search.search_space,
-        seconds=result.seconds,
+        similarity=result.similarity, flops=(count_flops(model, example, dtype), count_flops(result.pruned, example,
+        dtype)), params=(count_parameters(model), count_parameters(result.pruned)),
+        search_space=result.search.search_space, seconds=result.seconds,
     )  # fmt: skip
     return result.pruned, report

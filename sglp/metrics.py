@@ -24,14 +24,15 @@ def count_parameters(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """FLOPs of one forward pass on a single example of shape `input_shape` (C, H, W).
+def count_flops(model: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> int:
+    """FLOPs of one forward pass on a single example of shape `input_shape` ((C, H, W); (T,) token ids with
+    dtype=torch.long).
 
     Counts matmul/conv (2 FLOPs per multiply-add); element-wise ops (BN, ReLU, adds) are not counted.
     """
     counter = FlopCounterMode(display=False)
     with eval_mode(model), counter:
-        model(model_input(torch.zeros(1, *input_shape), model))
+        model(model_input(torch.zeros(1, *input_shape, dtype=dtype), model))
     return int(counter.get_total_flops())
 
 

@@ -25,7 +25,15 @@ def pick(options: Sequence[Any], index: int) -> Any:
     return options[int(index)]
 
 
+def timm_data(name: str, key: str) -> Any:
+    """`${timm_data:<timm name>,<key>}`: one entry of timm's preprocessing for that model (image_size, resize, mean,
+    std, interpolation: sglp.models.timm_nets.timm_data_config; timm is imported only when a config uses it)."""
+    from sglp.models.timm_nets import timm_data_config
+
+    return timm_data_config(name)[key]
+
+
 def register() -> None:
     """Register every resolver (idempotent)."""
-    for name, fn in (("slug", slug), ("pick", pick)):
+    for name, fn in (("slug", slug), ("pick", pick), ("timm_data", timm_data)):
         OmegaConf.register_new_resolver(name, fn, replace=True)

@@ -90,6 +90,7 @@ def register_bypass(unit_type: type, fn: BypassFn) -> None:
 # prefix of the models they handle, or "" for any; the registrant module). Each registers itself on import.
 BUILTIN_REGISTRANTS: tuple[tuple[str, str], ...] = (
     ("", "sglp.adapters"),  # torchvision ResNet / VGG / ViT
+    ("timm.", "sglp.adapters.timm_models"),  # timm families (imported only when a timm model is seen)
     ("transformers.", "sglp.llm.layers"),  # Hugging Face decoders (imported only when one is seen)
 )
 
@@ -100,6 +101,15 @@ def _load_builtin_adapters(module: nn.Module | None = None) -> None:
             importlib.import_module(registrant)
 
 
+def _registrant_hint(model: nn.Module) -> str:
+    """What the registrant for the model's library says it supports (its UNSUPPORTED_HINT), else ""."""
+    for prefix, registrant in BUILTIN_REGISTRANTS:
+        if prefix and type(model).__module__.startswith(prefix):
+            hint = getattr(importlib.import_module(registrant), "UNSUPPORTED_HINT", "")
+            return f" ({hint})" if hint else ""
+    return ""
+
+
 def prunable_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Ordered (qualified name, module) pairs of the model's prunable units."""
     if isinstance(model, PrunableModel):
@@ -108,8 +118,9 @@ def prunable_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     for model_type, fn in _UNITS:
         if isinstance(model, model_type):
             return fn(model)
+    hint = _registrant_hint(model)
     raise UnsupportedModelError(
-        f"{type(model).__name__} has no prunable-unit adapter: give it a `prunable_units()` method "
+        f"{type(model).__name__} has no prunable-unit adapter{hint}: give it a `prunable_units()` method "
         "returning [(name, module), ...] in forward order, each module with a `bypass()` method, or register "
         "one with sglp.units.register_units / register_bypass."
     )

@@ -17,6 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 
+# config options with a mandatory value (???) -> the example value the tests fill in
+EXAMPLE_VALUES = {"model=timm": ("model.name=resnet18",)}
+
+
+def with_examples(option: str) -> tuple[str, ...]:
+    """`option` and the example values it needs to compose (EXAMPLE_VALUES)."""
+    return (option, *EXAMPLE_VALUES.get(option, ()))
+
+
 def compose_with(*overrides: str, hydra: bool = False):
     """The run config composed from `configs/` with these overrides (paths under /tmp/sglp-test)."""
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):

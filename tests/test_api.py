@@ -2,6 +2,7 @@
 smaller model equal to the original with those units removed, and leaves the original as it was."""
 
 import copy
+import itertools
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from helpers import compose_with
 from hydra.utils import instantiate
 
 import sglp
-from sglp.api import METHODS, Calibration
+from sglp.api import METHODS, YAMLS, Calibration
 from sglp.errors import InvalidArgument
 from sglp.metrics import count_flops
 from sglp.models.resnet_cifar import resnet20
@@ -25,11 +26,12 @@ def settings(obj) -> dict:
     return {"type": type(obj).__name__, **plain}
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
-def test_each_named_method_is_its_yamls_components_with_its_defaults(name):
-    cfg = compose_with(f"method={name}", "search.keep=6")
+@pytest.mark.parametrize("name,kind", sorted(METHODS), ids=[f"{n}-{k}" for n, k in sorted(METHODS)])
+def test_each_named_method_is_its_yamls_components_with_its_defaults(name, kind):
+    model = ["model=hf_causal_lm", "model.path=/nowhere"] if kind == "causal_lm" else []
+    cfg = compose_with(*model, f"method={YAMLS[name, kind]}", "search.keep=6")
     from_yaml = instantiate(cfg.strategy)
-    built, cka_batches = METHODS[name](keep=6, ratio=None, k=None, seed=0)
+    built, cka_batches = METHODS[name, kind](keep=6, ratio=None, k=None, seed=0)
     for part in ("similarity", "segmenter", "search", "scorer"):
         assert settings(getattr(built, part)) == settings(getattr(from_yaml, part)), part
     assert (built.name, built.label_groups) == (from_yaml.name, from_yaml.label_groups)
@@ -70,7 +72,7 @@ def test_a_dataloader_and_a_pair_of_tensors_give_the_same_choice(data):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"method": "sglp_typo"}, "method='sglp_typo': choose one of"),
+        ({"method": "sglp_typo"}, "method='sglp_typo' for a classification model: choose one of random, sglp,"),
         ({"keep": 40}, "search.keep=40 is impossible"),
         ({"keep": 5, "ratio": 0.5}, "set exactly one of search.keep"),
     ],
@@ -105,3 +107,61 @@ def test_prune_a_torchvision_network():
     with torch.no_grad():
         assert torch.allclose(pruned.eval()(x[:2]), remove_layers(model, report.removed).eval()(x[:2]), atol=1e-5)
     assert report.params[1] < report.params[0]
+
+
+def test_prune_a_timm_network():
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("convnext_atto", pretrained=False, num_classes=10).eval()
+    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    pruned, report = sglp.prune(model, (x, y), keep=8, method="sglp")
+    assert type(pruned) is type(model) and len(prunable_units(pruned)) == 8 == len(report.kept)
+    assert len(report.segments) == 3 and report.similarity.shape == (12, 12)
+    with torch.no_grad():
+        assert torch.allclose(pruned.eval()(x[:2]), remove_layers(model, report.removed).eval()(x[:2]), atol=1e-5)
+
+
+def tiny_qwen2():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.AutoConfig.for_model(
+        "qwen2", vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=6, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.AutoModelForCausalLM.from_config(config).eval()
+
+
+def test_prune_a_hugging_face_causal_lm_from_token_ids():
+    """method="sglp" on a decoder LM is the LLM tables' form (token CKA, lowest perplexity in each segment)."""
+    from sglp.llm.perplexity import perplexity
+
+    model = tiny_qwen2()
+    ids = torch.randint(0, 128, (32, 16), generator=torch.Generator().manual_seed(0))
+    pruned, report = sglp.prune(model, ids, keep=4)
+    assert type(pruned) is type(model) and len(prunable_units(pruned)) == 4 and len(report.removed) == 2
+    assert report.flops[1] < report.flops[0] and report.params[1] < report.params[0]
+    # inside each segment the kept layers are the lowest-perplexity candidate of the allotted size (brute force)
+    batches = Calibration(ids, targets_are_inputs=True)(8, 4)
+    for segment in report.segments:
+        mine = [u for u in segment if u in report.removed]
+        others = [u for u in report.removed if u not in segment]
+        best = min(
+            itertools.combinations(segment, len(mine)),
+            key=lambda drop: perplexity(remove_layers(model, sorted([*drop, *others])), batches),
+        )
+        assert sorted(best) == mine, segment
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(ids[:2]).logits, remove_layers(model, report.removed)(ids[:2]).logits)
+
+
+def test_a_dataloader_of_input_id_dicts_gives_the_same_choice():
+    model = tiny_qwen2()
+    ids = torch.randint(0, 128, (32, 16), generator=torch.Generator().manual_seed(0))
+    loader = [{"input_ids": ids[i : i + 8], "attention_mask": torch.ones(8, 16)} for i in range(0, 32, 8)]
+    assert sglp.prune(model, loader, keep=4, method="shortgpt")[1].removed == (
+        sglp.prune(model, ids, keep=4, method="shortgpt")[1].removed
+    )
+    with pytest.raises(InvalidArgument, match="method='sglp_paper_exact' for a causal_lm model: choose one of"):
+        sglp.prune(model, ids, keep=4, method="sglp_paper_exact")
+    with pytest.raises(InvalidArgument, match=r"calibration: give token ids \(N, T\)"):
+        sglp.prune(model, [torch.randn(4, 16)], keep=4)

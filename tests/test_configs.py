@@ -1,17 +1,14 @@
 """Every option of every config group composes and instantiates (a new yaml is tested automatically; the contracts
 of scorers, segmenters, strategies, models and kinds: tests/test_contracts.py)."""
 
-from pathlib import Path
-
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from helpers import CONFIGS, compose_with, with_examples
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from sglp.units import prunable_units
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = [
     "model",
     "segmenter",
@@ -27,16 +24,11 @@ GROUPS = [
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
 
 
-def compose_with(*overrides: str):
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
-
-
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_instantiates(group, option):
-    cfg = compose_with(f"{group}={option}", "paths.root=/tmp/sglp-test")
+    cfg = compose_with(*with_examples(f"{group}={option}"))
     if group == "model" and cfg.model.get("net", {}).get("weights"):  # hub weights: offline, build from config
-        cfg = compose_with(f"{group}={option}", "paths.root=/tmp/sglp-test", "model.net.weights=null")
+        cfg = compose_with(f"{group}={option}", "model.net.weights=null")
     node = cfg[group]
     if group == "model" and node.get("kind") == "causal_lm":  # LLMs: built (tiny) or loaded, see test_llm_*
         from omegaconf import OmegaConf

@@ -14,7 +14,7 @@ import functools
 
 import pytest
 import torch
-from helpers import CONFIGS, compose_with
+from helpers import CONFIGS, compose_with, with_examples
 from hydra.utils import instantiate
 
 from sglp.errors import InvalidArgument, SGLPError
@@ -198,7 +198,7 @@ MODELS = [m for m in options("model") if "path: ???" not in (CONFIGS / "model" /
 
 @functools.cache
 def model_config(name: str):
-    overrides = [f"model={name}"]
+    overrides = list(with_examples(f"model={name}"))
     cfg = compose_with(*overrides, hydra=True)
     if cfg.model.get("net", {}).get("weights"):  # hub weights: offline here, the architecture is what is tested
         cfg = compose_with(*overrides, "model.net.weights=null", hydra=True)
@@ -218,7 +218,7 @@ def test_model_yaml_selects_its_kind_and_builds_a_task(name):
     other_recipe = "finetune=lora" if kind == "classification" else "finetune=quick"
     no_hub = ["model.net.weights=null"] if "weights" in cfg.model.get("net", {}) else []
     with pytest.raises(InvalidArgument, match="finetune"):  # the other kind's recipe is refused when built
-        build_task(compose_with(f"model={name}", other_recipe, *no_hub), "cpu", **replace)
+        build_task(compose_with(*with_examples(f"model={name}"), other_recipe, *no_hub), "cpu", **replace)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -242,7 +242,7 @@ def test_model_exposes_prunable_units_and_its_optional_hooks_are_exact(name):
     model = instantiate(cfg.model.net).eval()
     units = prunable_units(model)
     assert len(units) >= 2
-    assert isinstance(model, PrunableModel) or type(model).__module__.startswith("torchvision"), "adapter or hook"
+    assert isinstance(model, PrunableModel) or type(model).__module__.startswith(("torchvision", "timm")), "adapter"
     x = torch.randn(2, cfg.dataset.channels, *cfg.model.get("input_size", [16, 16]))
     if isinstance(model, SplitForward):  # the split forward reproduces the model at every unit
         with torch.no_grad():

@@ -62,6 +62,21 @@ def test_missing_folders_and_mismatched_classes(tmp_path):
         FolderSplits(str(tmp_path), workers=0)
 
 
+def test_the_models_normalisation_and_interpolation_are_applied(tree):
+    """model=timm passes timm's mean / std / interpolation. Reference: PIL's resize and crop, normalised by hand."""
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    data = FolderSplits(str(tree), image_size=32, resize=36, calib_size=5, workers=0, mean=mean, std=std,
+                        interpolation="bicubic")  # fmt: skip
+    x, _ = next(iter(data.test_batches(1)))
+    path = data.test_set.samples[0][0]
+    image = Image.open(path).convert("RGB").resize((36, 36), Image.BICUBIC).crop((2, 2, 34, 34))
+    expected = (torch.tensor(np.asarray(image), dtype=torch.float32).permute(2, 0, 1) / 255
+                - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]  # fmt: skip
+    assert (x[0] - expected).abs().max() < 1e-4  # torchvision resizes PIL images with PIL: the same pixels
+    with pytest.raises(DataNotFoundError, match="interpolation='cubic': choose one of"):
+        FolderSplits(str(tree), workers=0, calib_size=5, interpolation="cubic")
+
+
 def test_dali_cpu_pipeline_matches_the_torch_loader(tree):
     pytest.importorskip("nvidia.dali")
     torch_loader = FolderSplits(str(tree), image_size=32, resize=36, calib_size=5, workers=0)

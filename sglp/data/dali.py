@@ -92,13 +92,11 @@ class DaliLoaders:
         self.splits, self.backend, self.threads = splits, backend, threads
 
     def loader(self, dataset, indices: list[int], batch_size: int, seed: int | None, drop_last: bool) -> DaliBatches:
-        from sglp.data.normalize import IMAGENET_MEAN, IMAGENET_STD
-
         samples = [dataset.samples[i] for i in indices]
         train = dataset is self.splits.train_set
         return DaliBatches(
             [f for f, _ in samples], [c for _, c in samples], batch_size, train, self.splits.image_size,
-            self.splits.resize, IMAGENET_MEAN, IMAGENET_STD, self.backend, self.threads, seed, drop_last,
+            self.splits.resize, self.splits.mean, self.splits.std, self.backend, self.threads, seed, drop_last,
         )  # fmt: skip
 
 

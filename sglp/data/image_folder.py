@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -56,7 +57,19 @@ class FolderSplits:
         test_dir: str = "val",
         loader: str = "torch",
         dali_device: str = "auto",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        interpolation: str = "bilinear",
     ) -> None:
+        """`mean` / `std` (RGB; None: ImageNet's) and `interpolation` (bilinear, bicubic, ...) as the model's
+        weights were trained with (model=timm sets them from timm's data config)."""
+        try:
+            resample = transforms.InterpolationMode(interpolation)
+        except ValueError:
+            modes = [m.value for m in transforms.InterpolationMode]
+            raise DataNotFoundError(f"{name}: interpolation={interpolation!r}: choose one of {modes}") from None
+        self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
+        self.std = tuple(std) if std is not None else IMAGENET_STD
         root_path = Path(path).expanduser()
         missing = [d for d in (train_dir, test_dir) if not (root_path / d).is_dir()]
         if missing:
@@ -65,17 +78,22 @@ class FolderSplits:
                 f"{root_path}/{train_dir}/<class>/<images> and {root_path}/{test_dir}/<class>/<images> exist "
                 "(ImageNet's validation images sorted into class folders), and set dataset.splits.path."
             )
-        normalise = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        normalise = transforms.Normalize(self.mean, self.std)
         self.train_tf = transforms.Compose(
             [
-                transforms.RandomResizedCrop(image_size),
+                transforms.RandomResizedCrop(image_size, interpolation=resample),
                 transforms.RandomHorizontalFlip(),
                 transforms.ToTensor(),
                 normalise,
             ]
         )
         self.eval_tf = transforms.Compose(
-            [transforms.Resize(resize), transforms.CenterCrop(image_size), transforms.ToTensor(), normalise]
+            [
+                transforms.Resize(resize, interpolation=resample),
+                transforms.CenterCrop(image_size),
+                transforms.ToTensor(),
+                normalise,
+            ]
         )
         self.train_set = datasets.ImageFolder(str(root_path / train_dir), self.train_tf)
         self.calib_set = datasets.ImageFolder(str(root_path / train_dir), self.eval_tf)

@@ -223,13 +223,21 @@ def apply_rehearsal(cfg: DictConfig, run_dir: Path) -> None:
             cfg.lm_eval.task_limit, cfg.lm_eval.local_items = 16, 32
         else:
             cfg.checkpoint = None  # random weights: no checkpoint, no download
-            for key in ("weights", "weights_path"):
-                if cfg.model.net.get(key) is not None:
-                    cfg.model.net[key] = None
+            cfg.model.net.update(published_weights_off(cfg.model.net))
             cfg.dataset.splits = {"_target_": "sglp.rehearsal.synthetic_splits", "name": cfg.dataset.name,
                                   "input_shape": list(cfg.dataset.input_shape),
                                   "num_classes": cfg.dataset.num_classes, "seed": cfg.seed}  # fmt: skip
     print(f"rehearsal of {cfg.name} [{cfg.label}]: synthetic data, random weights, rows -> {cfg.results_table}")
+
+
+# The model configs' ways of asking for published weights (torchvision: weights / weights_path; timm: pretrained /
+# weights_path), each with its value for "random initialisation".
+PUBLISHED_WEIGHTS = {"weights": None, "weights_path": None, "pretrained": False}
+
+
+def published_weights_off(net: DictConfig) -> dict:
+    """The overrides that build `net` with random weights (only the keys it sets), for the pre-flight and rehearsal."""
+    return {k: off for k, off in PUBLISHED_WEIGHTS.items() if net.get(k)}
 
 
 def dry_run(cfg: DictConfig, resolved: dict) -> dict:
@@ -256,11 +264,11 @@ def dry_run(cfg: DictConfig, resolved: dict) -> dict:
         extra = {} if cfg.model.get("arch") else {"vocab_size": cfg.model.vocab_size}
         model = build_on_meta(lambda: call_partial(instantiate(arch, **extra)))
     else:
-        weights = {"weights": None} if cfg.model.net.get("weights") else {}  # hub weights: fetched by the real run
-        model = build_on_meta(lambda: instantiate(cfg.model.net, **weights))
+        off = published_weights_off(cfg.model.net)  # published weights: fetched (or read) by the real run
+        model = build_on_meta(lambda: instantiate(cfg.model.net, **off))
         plan["model"] = f"{type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters"
-        if weights:
-            plan["model"] += f", weights {cfg.model.net.weights} (fetched when run)"
+        if off:
+            plan["model"] += ", published weights " + ", ".join(f"{k}={cfg.model.net[k]}" for k in off) + " (when run)"
         found = "weights as built by the model config" if cfg.checkpoint is None else (
             "found" if os.path.isfile(cfg.checkpoint) else "missing")  # fmt: skip
         plan["checkpoint"] = f"{cfg.checkpoint} ({found})"
