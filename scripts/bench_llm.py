@@ -22,10 +22,11 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import platform
 import resource
 import time
 from pathlib import Path
+
+from sglp.report import cpu_model
 
 LAYERS = 32  # LLaMA-3.1-8B
 
@@ -136,10 +137,12 @@ def layer_and_head_macs(model) -> tuple[float, float]:
 
 
 def prune_job(args: tuple[int, int, int, int, int]) -> dict:
-    """The whole prune stage (SegmentedPruning with token CKA, Fisher k=4, perplexity search, surgery)."""
+    """The whole prune stage as the LLM job runs it (SegmentedPruning with token CKA, Fisher k=4, perplexity search,
+    surgery in place: CausalLMTask.surgery_in_place, the dense model's cost measured before)."""
     import torch
 
     from sglp.llm.perplexity import PerplexityScorer
+    from sglp.llm.task import CausalLMTask
     from sglp.search import SegmentSearch
     from sglp.segmentation import FisherSegmenter
     from sglp.similarity import CKA
@@ -156,11 +159,12 @@ def prune_job(args: tuple[int, int, int, int, int]) -> dict:
                                 SegmentSearch(keep=24, budget=32), PerplexityScorer(batches, batch))  # fmt: skip
     t = time.perf_counter()
     with torch.inference_mode():
-        result = strategy(model, calibration=lambda b, n: data, cka_batches=data, progress=False)
+        result = strategy(model, calibration=lambda b, n: data, cka_batches=data, progress=False,
+                          inplace=CausalLMTask.surgery_in_place)  # fmt: skip
     seconds = time.perf_counter() - t
     return {"model_mb": size_mb, "peak_above_model_mb": max(peak_rss_mb() - max(held, before), 0.0),
             "seconds": seconds, "stage_seconds": result.seconds, "evaluated": result.search.evaluated,
-            "segments": result.segments}  # fmt: skip
+            "segments": result.segments, "in_place": result.pruned is model}  # fmt: skip
 
 
 def run(fn, args):
@@ -179,13 +183,15 @@ def main() -> None:
     ap.add_argument("--cka-n", default="1024,2048,4096,8192", help="token rows for the CKA measurements")
     ap.add_argument("--gram-max", type=int, default=4096, help="largest n for the Gram form (n^2 memory)")
     args = ap.parse_args()
-    t_all = time.perf_counter()
+    t_all, load_start = time.perf_counter(), os.getloadavg()[0]
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [
         "# LLM track at LLaMA-3.1-8B's depth: CKA, perplexity search, prune-stage memory",
         "",
         f"Made by `python scripts/bench_llm.py{' --out ' + str(args.out) if args.out else ''}` on "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads = cores, each "
-        "measurement in a fresh process; nothing else ran on the CPU (the session's editing aside). Model: "
+        f"{cpu_model()}, {os.cpu_count()} cores, torch threads = cores, each measurement in a fresh process; "
+        f"started {started}, 1-minute load average at the start {load_start:.2f} and at the end LOAD_END "
+        "(the bench itself keeps about 2 busy; more means something else ran). Model: "
         f"LlamaForCausalLM, random weights, {LAYERS} layers, hidden {args.hidden}, vocabulary {args.vocab}, "
         "4 query heads per KV head, MLP 3.5 x hidden.",
         "",
@@ -202,7 +208,8 @@ def main() -> None:
             rows.append(r)
             print(r, flush=True)
     lines += [
-        f"## 1. CKA of 32 layer outputs (unbiased, float64), d = {args.hidden}",
+        f"## 1. CKA of 32 layer outputs (unbiased; outputs held in float32, centred and multiplied in float64), "
+        f"d = {args.hidden}",
         "",
         "| n (token rows) | form | seconds | peak memory above the activations (MB) |",
         "|---|---|---|---|",
@@ -214,17 +221,23 @@ def main() -> None:
     lines += ["", f"Largest |Gram form - feature form| over n = {', '.join(map(str, both))}: {diff:.1e}.", ""]
     feat = [r for r in rows if r["form"] == "features"]
     gram = [r for r in rows if r["form"] == "gram"]
-    # memory models from the largest measurements: features ~ L n d x 8 B, Gram ~ L n^2 x 8 B
-    f_per = feat[-1]["peak_mb"] / (LAYERS * feat[-1]["n"] * args.hidden * 8 / 2**20)
-    g_per = gram[-1]["peak_mb"] / (LAYERS * gram[-1]["n"] ** 2 * 8 / 2**20)
+    # the pre-flight's memory model (sglp.preflight.cka_bytes) against the largest measurement of each form
+    from sglp.preflight import cka_bytes
+
+    def modelled_mb(n: int, form: str, width: int, itemsize: int) -> float:
+        return cka_bytes([width] * LAYERS, n, form, "linear", itemsize)[0] / 2**20
+
+    f_per = feat[-1]["peak_mb"] / modelled_mb(feat[-1]["n"], "features", args.hidden, 4)
+    g_per = gram[-1]["peak_mb"] / modelled_mb(gram[-1]["n"], "gram", args.hidden, 4)
     n8, d8 = 128 * 128, 4096
-    f8 = f_per * LAYERS * n8 * d8 * 8 / 2**30
-    g8 = g_per * LAYERS * n8**2 * 8 / 2**30
+    f8 = f_per * modelled_mb(n8, "features", d8, 2) / 2**10  # bf16 outputs
+    g8 = g_per * modelled_mb(n8, "gram", d8, 2) / 2**10
     lines += [
-        f"Measured memory over the model L n d x 8 B (features) = {f_per:.2f} and over L n^2 x 8 B (Gram) = "
-        f"{g_per:.2f} at the largest n of each. Table 4's CKA (L = 32, n = 128 x 128 = 16,384 tokens, d = 4096): "
-        f"**features {f8:.1f} GB, Gram {g8:.0f} GB** by those factors. The feature form's time grows as L^2 n d^2 "
-        "(the d x d products), the Gram form's as L n^2 (d + L).",
+        f"Measured over the pre-flight's memory model (`sglp.preflight.cka_bytes`: the outputs in their dtype, two "
+        f"centred float64 copies and a d x d product; or L + 2 float64 Grams): features {f_per:.2f}, Gram "
+        f"{g_per:.2f} at the largest n of each. Table 4's CKA (L = 32, n = 128 x 128 = 16,384 tokens, d = 4096, "
+        f"bf16 outputs) by that model and factor: **features {f8:.1f} GB, Gram {g8:.0f} GB**. The feature form's "
+        "time grows as L^2 n d^2 (the d x d products), the Gram form's as L n^2 (d + L).",
         "",
     ]
     # 2. search
@@ -262,10 +275,11 @@ def main() -> None:
               f"segments (k = 4, {[len(x) for x in p['segments']]} layers), the perplexity search ({p['evaluated']} "
               "candidates: at most 32 sampled per segment, a Fisher segment can be large) and surgery: "
               f"{p['peak_above_model_mb']:,.0f} MB, so peak = **{ratio:.2f} x the model** "
-              "(issue #16's target: <= 1.3 x). "
-              "Most of it is the surgery's copy: `remove_layers` builds the pruned model on a copy, so the dense "
-              "model stays measurable beside it; the search itself adds only its cached prefix and one "
-              "candidate's activations. Stage seconds: "
+              "(issue #34's target: <= 1.3 x). "
+              f"The surgery is in place ({'yes' if p['in_place'] else 'no'}: the LLM job measures the dense model's "
+              "cost before the removal, so no second copy lives through the stage); what remains above the model "
+              "is the CKA's token features, the search's cached prefix and one candidate's activations. "
+              "Stage seconds: "
               + ", ".join(f"{k} {v:.1f}" for k, v in p["stage_seconds"].items()) + ".", ""]  # fmt: skip
     # 4. extrapolation
     params8 = 8.03e9
@@ -281,10 +295,12 @@ def main() -> None:
         "pre-flight's `preflight.device_tflops`; `make gpu-check` measures yours), calibration as configured "
         "(CKA: 128 sequences x 128 tokens; perplexity: 4 x 8 x 128 tokens), the memory factors measured above.",
         "",
-        f"- Weights: {params8 * 2 / 2**30:.1f} GB in bf16, twice that at the surgery (the pruned copy beside the "
-        f"dense model; section 3 measured {ratio:.2f} x): {2 * params8 * 2 / 2**30:.0f} GB.",
+        f"- Weights: {params8 * 2 / 2**30:.1f} GB in bf16; no copy at the surgery (layers removed in place). The "
+        f"stage's peak is the weights plus the CKA's {f8:.1f} GB: {(params8 * 2 / 2**30 + f8):.0f} GB, "
+        f"{(params8 * 2 / 2**30 + f8) / (params8 * 2 / 2**30):.2f} x (section 3's {ratio:.2f} x is at the bench's "
+        "width, where activations weigh more against the weights).",
         f"- CKA: {2 * params8 * tokens_cka / rate:.1f} s of forward passes; memory in the feature form "
-        f"{f8:.1f} GB (float64 features; section 1), in the Gram form {g8:.0f} GB: only the feature form fits.",
+        f"{f8:.1f} GB (bf16 outputs; section 1), in the Gram form {g8:.0f} GB: only the feature form fits.",
         f"- Search: one full forward over the perplexity batches is {fwd:.2f} s at that rate; with prefix reuse a "
         f"candidate costs its floor (section 2), about {sum((6 + (32 - 8 * i - 8)) for i in range(4)) / 4 / 32:.2f} "
         f"of a full forward on average for 4 segments of 8, so {cand} candidates take about "
@@ -294,7 +310,7 @@ def main() -> None:
         "",
         f"Total bench time: {(time.perf_counter() - t_all) / 60:.1f} min.",
     ]
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines).replace("LOAD_END", f"{os.getloadavg()[0]:.2f}", 1) + "\n"
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -117,8 +117,9 @@ class LayerFusion(Strategy):
         return target_keep(num_units, self.keep, self.ratio)
 
     def __call__(
-        self, model: nn.Module, calibration=None, cka_batches=None, data=None, progress: bool = True, journal=None
-    ) -> PruneResult:
+        self, model: nn.Module, calibration=None, cka_batches=None, data=None, progress: bool = True, journal=None,
+        inplace: bool = False,
+    ) -> PruneResult:  # fmt: skip
         """Fuse the most similar neighbours until the target depth (no candidate search: `journal` is unused)."""
         num_units = len(prunable_units(model))
         keep = target_keep(num_units, self.keep, self.ratio)
@@ -126,7 +127,7 @@ class LayerFusion(Strategy):
             raise InvalidArgument("layer fusion with retrain needs the training data (data=...)")
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
-        pruned = copy.deepcopy(model)
+        pruned = model if inplace else copy.deepcopy(model)
         origin = list(range(num_units))  # original index of each current unit
         fused: list[dict[str, Any]] = []
         compared = 0
@@ -142,7 +143,7 @@ class LayerFusion(Strategy):
                     )
                 i, j, cos = pair
                 set_submodule(pruned, units[i][0], fuse_units(units[i][1], units[j][1], self.align))
-                pruned = remove_layers(pruned, [j])
+                pruned = remove_layers(pruned, [j], inplace=True)  # `pruned` is already this call's own
                 fused.append({"into": origin[i], "removed": origin[j], "cosine": cos})
                 log.info("fused unit %d into unit %d (weight cosine %.4f)", origin[j], origin[i], cos)
                 del origin[j]

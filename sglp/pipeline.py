@@ -48,6 +48,7 @@ class JobSettings:
     unique_rows: bool = False  # skip_existing: one row per config_key in the results table, even for racing jobs
     finetune_budgets: tuple[int, ...] = ()  # extra recovery budgets (steps), each from the same pruned model
     search_journal: str | None = None  # a file: the search's scored candidates, so a killed job resumes its search
+    keep_dense: bool = False  # the dense model is needed after the job (matched controls): never prune it in place
 
     def __post_init__(self) -> None:
         validation.integer("calibration.batch_size", self.calib_batch_size)
@@ -102,12 +103,17 @@ def run_pruning(
         dense_metrics, from_cache = cache.get(digest, "evaluate", lambda: task.evaluate(model, "dense"))
         metrics.update(dense_metrics)
     log.info("dense: %s (%d prunable units)", metrics, units_total)
+    with timed(timings, "seconds_cost"):  # the dense model's cost first: it may be pruned in place below
+        dense_cost = cache.get(digest, "cost", lambda: task.measure_cost(model))
+    widths = [unit_width(u) for _, u in prunable_units(model)]
 
     calibration = task.calibration(seed=s.seed + 1)
     cka_batches = task.cka_batches(s.calib_batch_size, s.calib_batches, seed=s.seed)
+    inplace = task.surgery_in_place and not s.keep_dense
     with timed(timings, "seconds_prune"):  # the method's whole cost: similarity, segmentation, search, surgery
         result = strategy(model, calibration=calibration, cka_batches=cka_batches, data=task.data,
-                          progress=s.progress, journal=journal)  # fmt: skip
+                          progress=s.progress, journal=journal, inplace=inplace)  # fmt: skip
+    # nothing below reads `model`: in place it is `result.pruned` itself (one copy of the weights)
     timings.update({f"seconds_{k}": v for k, v in result.seconds.items()})
     log.info("segments %s; kept %s; removed %s (search space %d, %.1fs)", result.segments, result.kept,
              result.removed, result.search.search_space, result.search.seconds)  # fmt: skip
@@ -115,10 +121,9 @@ def run_pruning(
         np.save(run_dir / "cka.npy", result.similarity.numpy())
         logger.log_image("cka_segments", plot_cka(result.similarity, result.segments, result.kept,
                                                   run_dir / "cka_segments.png"))  # fmt: skip
-    widths = [unit_width(u) for _, u in prunable_units(model)]
     logger.log_image("kept_units", plot_kept_units(widths, result.kept, result.segments, run_dir / "kept_units.png"))
 
-    recovered, pruned = recover_and_measure(model, result.pruned, task, s, logger, cache, digest, timings)
+    recovered, pruned = recover_and_measure(dense_cost, result.pruned, task, s, logger, timings)
     metrics.update(recovered.pop("metrics"))
     cost_cached = recovered.pop("cost_cached")
 
@@ -147,12 +152,13 @@ def run_pruning(
 
 
 def recover_and_measure(
-    model: nn.Module, pruned: nn.Module, task: Task, s: JobSettings, logger: NullLogger, cache: DenseCache | NoCache,
-    digest: str | None, timings: dict[str, float],
+    dense_cost: tuple[dict[str, Any], bool], pruned: nn.Module, task: Task, s: JobSettings, logger: NullLogger,
+    timings: dict[str, float],
 ) -> tuple[dict[str, Any], nn.Module]:  # fmt: skip
     """Evaluate `pruned` before fine-tuning, fine-tune a copy for each extra budget, then itself with the recipe,
-    and measure its cost against the dense `model`'s -> ({"metrics": {...}, **finetuning, **cost}, tuned model).
-    Stage times go to `timings`."""
+    and measure its cost against the dense model's (`dense_cost`: (task.measure_cost of it, read from the dense
+    cache)) -> ({"metrics": {...}, "cost_cached": ..., **finetuning, **cost}, tuned model). Stage times go to
+    `timings`."""
     metrics: dict[str, Any] = {}
     with timed(timings, "seconds_eval_pruned"):
         before = task.evaluate(pruned, "pruned_before_ft")
@@ -168,9 +174,9 @@ def recover_and_measure(
             metrics.update(task.evaluate(pruned, "pruned"))
         else:  # no recovery: the pruned model's numbers are those before fine-tuning
             metrics.update({k.replace("_before_ft", ""): v for k, v in before.items()})
+    dense, cached = dense_cost
     with timed(timings, "seconds_cost"):
-        dense_cost, cached = cache.get(digest, "cost", lambda: task.measure_cost(model))
-        cost = task.compare_cost(dense_cost, task.measure_cost(pruned))
+        cost = task.compare_cost(dense, task.measure_cost(pruned))
     return {"metrics": metrics, "cost_cached": cached, **finetuning, **cost}, pruned
 
 
@@ -209,8 +215,9 @@ def run_matched_controls(
         kept_set = set(kept_c)
         removed = [u for seg in segments for u in seg if u not in kept_set]
         log.info("matched control %s of %s: kept %s", control, method_row["method"], kept_c)
-        recovered, _ = recover_and_measure(model, remove_layers(model, removed), task, s, NullLogger(), cache,
-                                           digest, timings)  # fmt: skip
+        with timed(timings, "seconds_cost"):
+            dense_cost = cache.get(digest, "cost", lambda: task.measure_cost(model))
+        recovered, _ = recover_and_measure(dense_cost, remove_layers(model, removed), task, s, NullLogger(), timings)
         metrics, cached = recovered.pop("metrics"), recovered.pop("cost_cached")
         row = {k: method_row[k] for k in IDENTITY if k in method_row}
         row.update({"method": f"{method_row['method']} · {LABELS[control]}", "config_key": key,

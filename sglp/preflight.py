@@ -109,15 +109,16 @@ def _profile(model: nn.Module, input_shape: Sequence[int], bytes_per: int, token
     )
 
 
-def cka_bytes(widths: Sequence[int], rows: int, form: str, kernel: str) -> tuple[float, str]:
+def cka_bytes(widths: Sequence[int], rows: int, form: str, kernel: str, itemsize: int = 4) -> tuple[float, str]:
     """Peak bytes of one CKA batch and the form it takes (sglp.similarity.CKAAccumulator): the feature form holds
-    every layer's centred float64 features and one (d_i, d_j) product; the Gram form L transformed (rows, rows)
-    Grams, stacked once more."""
+    every layer's features in the model's dtype (`itemsize` bytes), two float64 row chunks (1,024 rows) and one
+    (d_i, d_j) product; the Gram form L transformed (rows, rows) float64 Grams and one being built."""
     from sglp.similarity import uses_features
 
-    if all(uses_features(form, kernel, rows, w) for w in widths):
-        return 8.0 * (rows * sum(widths) + max(widths) ** 2), "features"
-    return 2 * 8.0 * len(widths) * rows**2, "gram"
+    if all(uses_features(form, kernel, rows, w, itemsize) for w in widths):
+        chunk = min(rows, 1024)
+        return itemsize * rows * sum(widths) + 8.0 * (2 * chunk * max(widths) + 2 * max(widths) ** 2), "features"
+    return 8.0 * (len(widths) + 2) * rows**2, "gram"
 
 
 def _example(model: nn.Module, input_shape: Sequence[int]):
@@ -257,9 +258,9 @@ def preflight(
     needs_similarity = getattr(segmenter, "needs_similarity", True) and getattr(strategy, "similarity", None)
     if needs_similarity:
         rows = job.calib_batch_size * (job.input_shape[0] if job.token_rows else 1)
-        held, form = cka_bytes(widths, rows, job.cka_form, job.cka_kernel)
+        held, form = cka_bytes(widths, rows, job.cka_form, job.cka_kernel, job.param_bytes)
         what = (f"{num_units} Grams of {rows:,} x {rows:,} float64" if form == "gram" else
-                f"{num_units} centred feature matrices of {rows:,} rows x {max(widths):,} float64")  # fmt: skip
+                f"{num_units} feature matrices of {rows:,} rows x {max(widths):,} at {job.param_bytes} B")  # fmt: skip
         cka = weights + held + 2 * act_max * job.calib_batch_size
         checks.append(_memory_check("memory: CKA", cka, budget, f"{what} = {held / GB:.1f} GB ({form} form)",
                                     "lower calibration.batch_size, or similarity.form=features when the layers "

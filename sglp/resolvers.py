@@ -33,7 +33,18 @@ def timm_data(name: str, key: str) -> Any:
     return timm_data_config(name)[key]
 
 
+def package_path(relative: str) -> str:
+    """`${package_path:<path>}`: a file shipped inside the sglp package (e.g. a model's published config.json), as
+    an absolute path wherever the job runs from."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent / relative
+    if not path.exists():
+        raise InvalidArgument(f"${{package_path:{relative}}}: no such file in the sglp package ({path.name})")
+    return str(path)
+
+
 def register() -> None:
     """Register every resolver (idempotent)."""
-    for name, fn in (("slug", slug), ("pick", pick), ("timm_data", timm_data)):
+    for name, fn in (("slug", slug), ("pick", pick), ("timm_data", timm_data), ("package_path", package_path)):
         OmegaConf.register_new_resolver(name, fn, replace=True)

@@ -7,19 +7,21 @@ Notation: X is (n, d) with one example per row (trailing dims are flattened); K 
 - unbiased (Song et al. 2012, used minibatch-wise by Nguyen et al. 2021):
   HSIC_1(K, L) = <U(K), U(L)> / (n (n - 3)),  U = U-centring (Szekely & Rizzo 2014; zero diagonal)
 
-CKA(K, L) = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)). So for L layers we transform L Grams once,
-stack them as rows of V (L, n^2) and get every pair from one product V V^T. Over several
-calibration batches the HSIC terms are summed before the ratio (Nguyen et al.'s minibatch CKA).
+CKA(K, L) = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)). So for L layers we transform L Grams once and
+take every pair's inner product (no stacked (L, n^2) copy). Over several calibration batches the HSIC
+terms are summed before the ratio (Nguyen et al.'s minibatch CKA).
 
 Two exact forms of the linear-kernel HSIC, chosen per batch (`form="auto"`):
 
 - Gram form: L transformed (n, n) Grams, memory O(L n^2);
-- feature form (linear kernel only): keep each layer's centred features X_i (n, d_i) and use
+- feature form (linear kernel only): keep each layer's features X_i (n, d_i) in the model's dtype; centre
+  exactly in float64 through X_c^T Y_c = X^T Y - n mu_x mu_y^T (row chunks, no centred copy), and use
   <HKH, HLH> = ||X^T Y||_F^2 and, for the unbiased estimator (a_k = ||x_k||^2, b_k = ||y_k||^2, centred rows),
   HSIC_1 = (||X^T Y||_F^2 - (1 + 2/(n-2)) a.b + (sum a)(sum b) / ((n-1)(n-2))) / (n (n-3)),
-  memory O(n sum_i d_i + d_i d_j): what token rows of LLMs need (n = 16,384 tokens, d = 4,096: 17 GB instead of
-  the Grams' 64 GB, twice that stacked). `auto` takes the feature form for a batch when every layer is narrower
-  than the batch has rows; otherwise the whole batch takes the Gram form.
+  memory O(n sum_i d_i + d_i d_j): what token rows of LLMs need (n = 16,384 tokens, d = 4,096, 32 layers: 4 GB
+  of bf16 outputs, 17 GB had they been held in float64, against the Grams' 64 GB). `auto` takes the feature form
+  for a batch when every layer's features take less memory than its float64 Gram (d x itemsize < 8 n); otherwise
+  the whole batch takes the Gram form.
 
 Why `unbiased` is the default: with features much wider than the batch (d >> n; a ResNet-56
 block output on 28x28 inputs has d = 3136..12544 against n = 128) the biased estimator is
@@ -92,26 +94,36 @@ def check_options(estimator: str, kernel: str, form: str = "auto") -> None:
         raise InvalidArgument("similarity.form=features needs the linear kernel: use form=gram (or auto) with rbf")
 
 
-def centred_features(x: torch.Tensor) -> torch.Tensor:
-    """x (n, ...) as (n, d) float64 with every feature centred over the n examples."""
-    x = x.detach().reshape(x.shape[0], -1).to(torch.float64)
-    return x - x.mean(0, keepdim=True)
+def _row_chunks(n: int, chunk_rows: int) -> list[slice]:
+    return [slice(start, min(start + chunk_rows, n)) for start in range(0, n, chunk_rows)]
 
 
-def hsic_from_features(features: Sequence[torch.Tensor], estimator: str = "unbiased") -> torch.Tensor:
-    """(L, L) linear HSIC of L centred feature matrices (n, d_i) over the same n rows, without any (n, n) Gram:
-    equal to the Gram form (module docstring). Memory: the features plus one (d_i, d_j) product at a time."""
+def hsic_from_features(
+    features: Sequence[torch.Tensor], estimator: str = "unbiased", chunk_rows: int = 1024
+) -> torch.Tensor:
+    """(L, L) linear HSIC of L feature matrices (n, d_i) over the same n rows, in any dtype, without any (n, n)
+    Gram: equal to the Gram form (module docstring). Centring is exact and in float64 without a centred copy:
+    X_c^T Y_c = X^T Y - n mu_x mu_y^T, with X^T Y summed over `chunk_rows` rows at a time in float64. Memory: the
+    features as given (an LLM's bf16 outputs, not a float64 copy of them), one (d_i, d_j) product and two float64
+    row chunks."""
     n = features[0].shape[0]
     count = len(features)
-    frob = torch.zeros(count, count, dtype=torch.float64, device=features[0].device)
+    if estimator == "unbiased" and n < 4:
+        raise InvalidArgument(f"the unbiased HSIC needs at least 4 examples per batch, got {n}")
+    device = features[0].device
+    chunks = _row_chunks(n, chunk_rows)
+    f64 = [lambda c, f=f: f[c].reshape(c.stop - c.start, -1).to(torch.float64) for f in features]
+    means = [sum(f(c).sum(0) for c in chunks) / n for f in f64]  # (d_i,) float64
+    frob = torch.zeros(count, count, dtype=torch.float64, device=device)
+    sq = torch.zeros(count, n, dtype=torch.float64, device=device)  # squared centred row norms a_k
     for i in range(count):
+        for c in chunks:
+            sq[i, c] = (f64[i](c) - means[i]).square().sum(1)
         for j in range(i, count):
-            frob[i, j] = frob[j, i] = (features[i].T @ features[j]).square().sum()
+            cross = sum(f64[i](c).T @ f64[j](c) for c in chunks) - n * torch.outer(means[i], means[j])
+            frob[i, j] = frob[j, i] = cross.square().sum()
     if estimator == "biased":
         return frob / (n - 1) ** 2
-    if n < 4:
-        raise InvalidArgument(f"the unbiased HSIC needs at least 4 examples per batch, got {n}")
-    sq = torch.stack([f.square().sum(1) for f in features])  # (L, n): squared row norms a_k
     dots, sums = sq @ sq.T, sq.sum(1)
     return (frob - (1 + 2 / (n - 2)) * dots + torch.outer(sums, sums) / ((n - 1) * (n - 2))) / (n * (n - 3))
 
@@ -134,10 +146,11 @@ def _cka_from_hsic(hsic: torch.Tensor) -> torch.Tensor:
     return torch.where(denom > 0, hsic / denom.clamp_min(1e-300), torch.zeros_like(hsic))
 
 
-def uses_features(form: str, kernel: str, rows: int, width: float) -> bool:
-    """Whether a layer output of `rows` rows and `width` features per row may take the feature form (`form="auto"`:
-    when it is narrower than the batch is long, n d < n^2); a batch takes it only if every layer may."""
-    return form == "features" or (form == "auto" and kernel == "linear" and width < rows)
+def uses_features(form: str, kernel: str, rows: int, width: float, itemsize: int = 8) -> bool:
+    """Whether a layer output of `rows` rows and `width` features per row, `itemsize` bytes each, may take the
+    feature form (`form="auto"`: when its features take less memory than its float64 Gram, n d itemsize < 8 n^2);
+    a batch takes it only if every layer may."""
+    return form == "features" or (form == "auto" and kernel == "linear" and width * itemsize < 8 * rows)
 
 
 class CKAAccumulator:
@@ -162,8 +175,8 @@ class CKAAccumulator:
 
     def add(self, layer: int, output: torch.Tensor) -> None:
         rows, width = output.shape[0], output[0].numel()
-        if uses_features(self.form, self.kernel, rows, width):
-            self._rows[layer] = centred_features(output)
+        if uses_features(self.form, self.kernel, rows, width, output.element_size()):  # the model's dtype
+            self._rows[layer] = output.detach().reshape(rows, -1).clone()
         else:
             self._rows[layer], self._norm = transformed_gram(output, self.estimator, self.kernel, self.sigma_frac)
 
@@ -182,8 +195,11 @@ class CKAAccumulator:
                     r, self._norm = transformed_gram(r, self.estimator, self.kernel, self.sigma_frac)
                 converted.append(r)
             rows = converted
-            v = torch.stack(rows)
-            self.hsic += ((v @ v.T) / self._norm).cpu()
+            hsic = torch.zeros_like(self.hsic, device=rows[0].device)
+            for i in range(self.num_layers):  # pairwise, not one stacked (L, n^2) copy of every Gram
+                for j in range(i, self.num_layers):
+                    hsic[i, j] = hsic[j, i] = rows[i] @ rows[j]
+            self.hsic += (hsic / self._norm).cpu()
             self.forms_used.append("gram")
         self._rows = [None] * self.num_layers
         self.batches += 1
@@ -215,6 +231,10 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, estimator: str = "unbiased") ->
     return float(cka_matrix([x, y], estimator)[0, 1])
 
 
+class _UnitsDone(Exception):
+    """Raised by the CKA's hook once every unit's output of the batch is in: the rest of the forward is not needed."""
+
+
 class CKA:
     """CKA (linear by default) between the outputs of a model's prunable units on calibration batches."""
 
@@ -230,14 +250,23 @@ class CKA:
     def __call__(self, model: nn.Module, batches: Iterable, progress: bool = True) -> torch.Tensor:
         """(L, L) CKA matrix of unit outputs; unit i's output is what prunable unit i returns."""
         acc: CKAAccumulator | None = None
+        seen: set[int] = set()
 
         def add(i: int, out: torch.Tensor) -> None:
+            out = out[0] if isinstance(out, tuple) else out
             acc.add(i, out.reshape(-1, out.shape[-1]) if self.token_rows else out)  # type: ignore[union-attr]
+            seen.add(i)
+            if len(seen) == acc.num_layers:  # type: ignore[union-attr]
+                raise _UnitsDone  # the head (an LLM's vocabulary-wide logits) is never computed
 
         with eval_mode(model), unit_output_hooks(model, add) as num_units:
             acc = CKAAccumulator(num_units, self.estimator, self.kernel, self.sigma_frac, self.form)
             for x, _ in tqdm(batches, desc="CKA", leave=False, disable=not progress):
-                model(model_input(x, model))
+                seen.clear()
+                try:
+                    model(model_input(x, model))
+                except _UnitsDone:
+                    pass
                 acc.end_batch()
         if acc is None or not acc.batches:
             raise InvalidArgument("no calibration batch: the calibration split is smaller than one batch")

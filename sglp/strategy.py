@@ -32,12 +32,12 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def timed(seconds: dict[str, float], name: str) -> Iterator[None]:
-    """Record the wall time of the enclosed stage as seconds[name]."""
+    """Add the wall time of the enclosed stage to seconds[name] (a stage timed in two parts sums them)."""
     t = time.perf_counter()
     try:
         yield
     finally:
-        seconds[name] = time.perf_counter() - t
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
 
 
 @dataclass
@@ -60,8 +60,10 @@ class PruneResult:
 
 class Strategy(ABC):
     """How a job prunes. `check(num_units)` fails fast on impossible settings (before any data is read);
-    `strategy(model, calibration=, cka_batches=, data=, progress=, journal=)` returns a PruneResult without touching
-    `model` (`journal`: a SearchJournal that a candidate search resumes from and writes to, or None);
+    `strategy(model, calibration=, cka_batches=, data=, progress=, journal=, inplace=)` returns a PruneResult
+    without touching `model` (`journal`: a SearchJournal that a candidate search resumes from and writes to, or
+    None), or, with `inplace=True`, with `model` itself pruned (no second copy: the job no longer needs the dense
+    model);
     `describe(result)` gives the row entries that identify the choice; `label` names it in rows when no method
     label is set (e.g. "segmented/fisher/gradnorm", "one-shot/l1"); `units_kept_target(num_units)` is the depth it
     was configured for (None when it sets none)."""
@@ -78,6 +80,7 @@ class Strategy(ABC):
         data=None,
         progress: bool = True,
         journal: SearchJournal | None = None,
+        inplace: bool = False,
     ) -> PruneResult: ...
 
     @abstractmethod
@@ -121,6 +124,7 @@ class SegmentedPruning(Strategy):
         data=None,
         progress: bool = True,
         journal: SearchJournal | None = None,
+        inplace: bool = False,
     ) -> PruneResult:
         """CKA of unit outputs on `cka_batches` (skipped when the segmenter ignores it) -> segments -> per-segment
         search scored on `calibration` -> real removal."""
@@ -138,7 +142,7 @@ class SegmentedPruning(Strategy):
             self.scorer.prepare(calibration, model)
             result = self.search(model, segmentation.segments, self.scorer, progress=progress, journal=journal)
         with timed(seconds, "surgery"):
-            pruned = remove_layers(model, result.removed)
+            pruned = remove_layers(model, result.removed, inplace=inplace)
         return PruneResult(sim, segmentation.segments, result, pruned, seconds,
                            {"fisher_loss_curve": segmentation.loss_curve})  # fmt: skip
 

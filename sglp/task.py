@@ -34,6 +34,9 @@ class Task(ABC):
     """
 
     kind: str = ""  # the configs/kind/ name (scorers list the kinds they can score)
+    # Whether a prune job removes the units from the loaded model itself once the dense model is measured (no second
+    # copy of the weights through the prune stage: the LLM kind); classifiers are pruned on a copy.
+    surgery_in_place: bool = False
     recipes: tuple[type, ...] = ()  # fine-tuning configs this kind accepts (NoFinetuning always)
 
     def __init__(self, data_factory: Callable[..., Any], finetune: Any, progress: bool = True) -> None:

@@ -23,6 +23,7 @@ from sglp.segmentation import UniformSegmenter
 from sglp.strategy import SegmentedPruning
 from sglp.task import NoFinetuning
 from sglp.training import SGDConfig
+from sglp.units import prunable_units
 
 RECIPE = SGDConfig(epochs=1, batch_size=32, lr=0.01, max_steps_per_epoch=4, schedule="cosine")
 
@@ -114,3 +115,37 @@ def test_budgets_without_a_recipe_and_bad_budgets_are_refused(tmp_path, checkpoi
         prune(tmp_path, task(checkpoint, finetune=NoFinetuning()), finetune_budgets=(5,))
     with pytest.raises(InvalidArgument, match="finetune_budgets"):
         JobSettings(finetune_budgets=(0,))
+
+
+def test_a_task_that_prunes_in_place_measures_the_dense_model_first_and_keeps_no_copy(tmp_path, checkpoint):
+    """Reference: the same job on a copy (the default). In place, the loaded model itself loses its units, the row's
+    dense cost is the dense model's (measured before the removal), and every number equals the copy's run;
+    `keep_dense` (matched controls need the dense model) turns it off."""
+    from sglp.llm.task import CausalLMTask
+
+    assert CausalLMTask.surgery_in_place and not ClassificationTask.surgery_in_place
+    t = task(checkpoint)
+    model = t.load_model()
+    copied = run_pruning(model, t, *job(), tmp_path / "copy", None)
+    assert len(prunable_units(model)) == 9
+
+    t = task(checkpoint)
+    t.surgery_in_place = True
+    model = t.load_model()
+    in_place = run_pruning(model, t, *job(), tmp_path / "in_place", None)
+    assert len(prunable_units(model)) == 6  # the loaded model is the pruned one: no second copy existed
+    for column in ("params_dense", "macs_dense", "flops_dense", "params_pruned", "macs_pruned", "removed",
+                   "pruned_acc_before_ft", "pruned_acc"):  # fmt: skip
+        assert in_place[column] == copied[column], column
+
+    t = task(checkpoint)
+    t.surgery_in_place = True
+    model = t.load_model()
+    run_pruning(model, t, *job(keep_dense=True), tmp_path / "kept", None)
+    assert len(prunable_units(model)) == 9
+
+
+def job(**settings):
+    strategy = SegmentedPruning(None, UniformSegmenter(k=1), SegmentSearch(keep=6), Magnitude(p=1), name="one-shot")
+    return strategy, JobSettings(calib_batch_size=32, calib_batches=1, progress=False, save_pruned_model=False,
+                                 **settings)  # fmt: skip

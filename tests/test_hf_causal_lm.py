@@ -74,3 +74,18 @@ def test_a_missing_path_and_a_wrong_one_are_one_clear_message(tmp_path):
     )
     res = run(tmp_path, "model=hf_causal_lm", f"model.path={tmp_path}/none", "dry_run=true", "logger=none")
     assert res.returncode == 2 and "no readable config.json" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_llama3_1_8b_is_hf_causal_lm_with_its_published_config():
+    """Reference: Meta's published size of LLaMA-3.1-8B, 8,030,261,248 parameters (untied 128,256-token head)."""
+    from helpers import compose_with
+    from hydra.utils import instantiate
+
+    from sglp.operating_points import build_on_meta
+    from sglp.units import prunable_units
+
+    cfg = compose_with("model=llama3_1_8b")
+    assert cfg.model.arch._target_ == compose_with("model=hf_causal_lm", "model.path=x").model.arch._target_
+    model = build_on_meta(lambda: instantiate(cfg.model.arch))
+    assert sum(p.numel() for p in model.parameters()) == 8_030_261_248 and len(prunable_units(model)) == 32
+    assert model.config.rope_parameters["rope_type"] == "llama3"

@@ -141,6 +141,17 @@ def test_model_cka_uses_unit_outputs_in_order():
     assert torch.allclose(got, cka_matrix(outs, "unbiased"), atol=1e-6)
 
 
+def test_model_cka_stops_the_forward_after_the_last_unit():
+    """What follows the last unit (an LLM's vocabulary-wide head) is never run for the CKA; the model still works."""
+    torch.manual_seed(0)
+    model = resnet20(10, 1).eval()
+    calls = []
+    model.fc.register_forward_hook(lambda *a: calls.append(1))
+    CKA("unbiased")(model, [(torch.randn(8, 1, 16, 16), None)] * 2, progress=False)
+    assert calls == []
+    assert model(torch.randn(2, 1, 16, 16)).shape == (2, 10) and calls == [1]  # the hooks are gone
+
+
 def np_gram_rbf(x: np.ndarray, threshold: float) -> np.ndarray:
     """Kornblith et al.'s CKA demo, gram_rbf (transcribed)."""
     dot = x @ x.T
@@ -205,6 +216,19 @@ def test_feature_form_equals_gram_form(estimator):
     assert torch.allclose(acc.matrix(), cka_matrix(narrow, estimator, form="gram"), atol=1e-8, rtol=0)
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 7, 64, 1000])
+def test_the_feature_forms_row_chunks_change_nothing(chunk_rows):
+    """X^T Y summed over row chunks, centred through the means, equals the Gram form (large mean, n = 90)."""
+    from sglp.similarity import hsic_from_features, transformed_gram
+
+    g = torch.Generator().manual_seed(3)
+    feats = [torch.randn(90, d, generator=g) * 0.2 + 9.0 for d in (5, 12, 30)]
+    got = hsic_from_features(feats, "unbiased", chunk_rows=chunk_rows)
+    grams = [transformed_gram(f, "unbiased") for f in feats]
+    expected = torch.tensor([[float(a @ b) / na for b, _ in grams] for a, na in grams], dtype=torch.float64)
+    torch.testing.assert_close(got, expected, atol=1e-9, rtol=1e-9)
+
+
 def test_feature_form_streams_over_batches_like_the_gram_form():
     g = torch.Generator().manual_seed(8)
     batches = [[torch.randn(64, d, generator=g) for d in (5, 9, 12)] for _ in range(3)]
@@ -218,6 +242,26 @@ def test_feature_form_streams_over_batches_like_the_gram_form():
         results[form] = acc.matrix()
         assert acc.forms_used == [form] * 3
     assert torch.allclose(results["features"], results["gram"], atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_low_precision_outputs_are_held_as_they_are_and_centred_in_float64(dtype):
+    """An LLM's bf16 outputs (large mean, as hidden states have) stay in their dtype until used; the CKA equals the
+    numpy formula on the same values in float64, and the auto rule compares bytes: bf16 features 4x wider than
+    the batch is long are still smaller than the float64 Gram."""
+    g = torch.Generator().manual_seed(9)
+    outs = [(torch.randn(48, d, generator=g) * 0.1 + 20.0).to(dtype) for d in (16, 64, 100)]
+    acc = CKAAccumulator(3, "unbiased", form="auto")
+    for i, o in enumerate(outs):
+        acc.add(i, o)
+    held = [r.dtype for r in acc._rows]
+    acc.end_batch()
+    wide = 100 * outs[0].element_size() >= 8 * 48  # float32 at d = 100 > 2 n: the Gram form
+    assert acc.forms_used == ["gram" if wide else "features"] and (wide or held == [dtype] * 3)
+    x = [o.double().numpy() for o in outs]
+    x = [a - a.mean(0) for a in x]  # HSIC is shift-invariant; the textbook formula loses digits at a mean of 20
+    expected = np.array([[np_cka(a, b, np_hsic_unbiased) for b in x] for a in x])
+    np.testing.assert_allclose(acc.matrix().numpy(), expected, atol=1e-9)
 
 
 def test_feature_form_needs_the_linear_kernel():

@@ -32,6 +32,28 @@ def test_removal_shrinks_params_and_forward_works(indices):
     assert len(prunable_units(model)) == 27  # the input model is untouched
 
 
+@pytest.mark.parametrize("family", ["resnet56", "qwen2"])
+def test_in_place_removal_is_the_copys_network_without_a_copy(family):
+    """Reference: the same removal on a copy (the default)."""
+    if family == "qwen2":
+        transformers = pytest.importorskip("transformers")
+        sizes = {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2, "num_key_value_heads": 1}
+        config = transformers.AutoConfig.for_model("qwen2", vocab_size=64, num_hidden_layers=6, **sizes)
+        torch.manual_seed(0)
+        model, x = transformers.AutoModelForCausalLM.from_config(config).eval(), torch.randint(0, 64, (2, 8))
+        run = lambda m: m(x, use_cache=False).logits
+    else:
+        torch.manual_seed(0)
+        model, x = resnet56(10, 1).eval(), torch.randn(2, 1, 28, 28)
+        run = lambda m: m(x)
+    copied = remove_layers(model, [1, 3]).eval()
+    pruned = remove_layers(model, [1, 3], inplace=True)
+    assert pruned is model and len(prunable_units(model)) == len(prunable_units(copied))
+    assert count_parameters(model) == count_parameters(copied)
+    with torch.no_grad():
+        torch.testing.assert_close(run(pruned.eval()), run(copied))
+
+
 def make_block_identity(block: BasicBlock) -> None:
     nn.init.zeros_(block.bn2.weight)
     nn.init.zeros_(block.bn2.bias)

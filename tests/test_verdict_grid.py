@@ -30,3 +30,43 @@ def test_vgg16_uses_the_papers_general_k_and_its_own_rows_file(method):
     assert cfg.segmenter.k == 3
     assert OmegaConf.select(cfg, "results_table").endswith("rows/verdicts_vgg16.csv")
     assert Path(cfg.checkpoint) == ROOT / "checkpoints/vgg16_bn_fashion_mnist/model.pt"
+
+
+def split_overrides(text: str) -> list[str]:
+    """Hydra's override_dirname back into overrides (commas inside [...] belong to a list value)."""
+    out, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch in "[{"
+        depth -= ch in "]}"
+        if ch == "," and depth == 0:
+            out.append(current)
+            current = ""
+        else:
+            current += ch
+    return [*out, current] if current else out
+
+
+def committed_grid_rows() -> list[dict]:
+    import csv
+
+    rows = []
+    for name in ("verdicts.csv", "verdicts_vgg16.csv"):
+        path = ROOT / "results" / "rows" / name
+        rows += list(csv.DictReader(open(path))) if path.exists() else []
+    return [r for r in rows if "+" not in r["config_key"]]  # a control's key is its method's key + its name
+
+
+def test_every_committed_grid_row_is_the_key_its_command_computes_now():
+    """`make verdicts` resumes by config_key (skip_existing): a change of config or code that moved a committed
+    row's key would silently run that cell again. Reference: each row's own experiment, overrides and threads."""
+    from sglp.report import config_key
+
+    rows = committed_grid_rows()
+    if not rows:
+        pytest.skip("no grid rows committed yet")
+    for row in rows:
+        cfg = compose_with(f"experiment={row['experiment']}", f"paths.root={ROOT}", f"threads={row['threads']}",
+                           *split_overrides(row["overrides"]))  # fmt: skip
+        assert config_key(OmegaConf.to_container(cfg, resolve=True), root=str(ROOT)) == row["config_key"], row[
+            "overrides"
+        ]

@@ -80,6 +80,7 @@ def run(cfg: DictConfig) -> dict:
         progress=cfg.progress,
         unique_rows=cfg.skip_existing,
         finetune_budgets=tuple(cfg.finetune_budgets),
+        keep_dense=bool(controls),  # the controls are cut from the dense model after the method's run
     )
 
     if cfg.mode == "evaluate":

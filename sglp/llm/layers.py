@@ -106,13 +106,13 @@ def _llm_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def register_llm_units() -> None:
     """Make `sglp.units.prunable_units` see a Hugging Face model's decoder layers as its units, and
-    `sglp.surgery.remove_layers` remove them with `remove_decoder_layers` (on a copy)."""
+    `sglp.surgery.remove_layers` remove them with `remove_decoder_layers` (on a copy unless `inplace`)."""
     from transformers import PreTrainedModel
 
     from sglp.surgery import register_remover
 
     register_units(PreTrainedModel, _llm_units)
-    register_remover(PreTrainedModel, lambda model, indices: remove_decoder_layers(model, indices, inplace=False))
+    register_remover(PreTrainedModel, lambda model, ids, inplace: remove_decoder_layers(model, ids, inplace=inplace))
 
 
 register_llm_units()

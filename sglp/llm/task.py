@@ -51,6 +51,7 @@ class CausalLMTask(Task):
     """
 
     kind = "causal_lm"
+    surgery_in_place = True  # an 8B model is not copied: its cost is measured first, then its layers leave
     recipes = (LoRAConfig,)
     evaluate_hint = "evaluate a pruned LLM by loading its directory with model.path=<run dir>/pruned_model"
 
