@@ -12,11 +12,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "resnet56_fashion_mnist" / "model.pt"
 
 
+def python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+
+
 def readme_examples() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) >= 2, "README.md has the one-call example and the long form"
-    return blocks
+    """[the README's one-call example, the long form of docs/python_api.md]."""
+    readme, api = python_blocks(ROOT / "README.md"), python_blocks(ROOT / "docs" / "python_api.md")
+    assert readme and len(api) >= 2, "README.md has the one-call example, docs/python_api.md the long form"
+    assert api[0] == readme[0], "docs/python_api.md repeats the README's one call as it is"
+    return [readme[0], api[1]]
 
 
 @pytest.mark.skipif(not CHECKPOINT.exists(), reason="committed backbone checkpoint not present")
@@ -51,7 +56,7 @@ def test_readme_python_example_prunes_for_real(monkeypatch):
 
 
 def test_readme_names_only_existing_make_targets_experiments_and_methods():
-    text = (ROOT / "README.md").read_text()
+    text = "\n".join(p.read_text() for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")])  # and docs/
     for target in sorted(set(re.findall(r"`make ([a-z0-9_-]+)", text))):  # make itself resolves pattern rules
         res = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
         assert res.returncode == 0, f"README mentions `make {target}`, which the Makefile lacks: {res.stderr}"
@@ -76,7 +81,7 @@ def test_readme_generated_blocks_equal_the_results_files_they_come_from():
     update = load_update_readme()
     text = (ROOT / "README.md").read_text()
     names = [m.group(2) for m in update.BLOCK.finditer(text)]
-    assert "verdict_findings" in names and "scorer_study" in names
+    assert "verdict_findings" in names and "demo" in names
     for m in update.BLOCK.finditer(text):
         assert update.fill(m.group(0)) == m.group(0), f"README block {m.group(2)} is stale"
 
@@ -100,3 +105,20 @@ def test_readme_findings_come_from_the_verdict_page_only_and_are_short():
     page = (ROOT / "results" / "verdicts.md").read_text()
     table = page.split("## Designed questions")[1] if "## Designed questions" in page else ""
     assert [c for c in INTERVAL.findall(findings) if c not in table] == []
+
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(((?!https?:|#)[^)\s]+)\)")
+
+
+@pytest.mark.parametrize("page", DOCS, ids=[p.name for p in DOCS])
+def test_every_relative_link_of_the_readme_and_docs_leads_to_a_file(page):
+    missing = [t for t in LINK.findall(page.read_text()) if not (page.parent / t.split("#")[0]).exists()]
+    assert missing == [], f"{page.name} links to missing files: {missing}"
+
+
+def test_the_readme_is_short_and_links_every_docs_page():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.encode()) <= 15_000, "README.md over 15 KB: move the detail into docs/"
+    for page in DOCS[1:]:
+        assert f"(docs/{page.name})" in text, f"README.md does not link docs/{page.name}"
