@@ -144,6 +144,7 @@ def test_table_writes_are_atomic_renames(tmp_path, monkeypatch):
     assert table.read_text() == before
 
 
+@pytest.mark.slow  # ~60 s; the bad-input checks of every component also run in test_run / test_configs
 def test_quick_faults_bad_input_and_races(faults, tmp_path):
     """A short run of scripts/faults.py: its quick bad inputs and racing writers (the slow test runs it all)."""
     out = tmp_path / "faults.md"

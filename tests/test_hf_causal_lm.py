@@ -58,7 +58,7 @@ def test_dry_run_builds_the_real_architecture(tmp_path, folders, family):
     assert "4 prunable units" in res.stdout
 
 
-@pytest.mark.parametrize("family", ["qwen2", "gpt2"])
+@pytest.mark.parametrize("family", ["qwen2", pytest.param("gpt2", marks=pytest.mark.slow)])
 def test_rehearsal_runs_the_job_end_to_end_at_a_tiny_width(tmp_path, folders, family):
     res = run(tmp_path, "model=hf_causal_lm", f"model.path={folders[family]}", "search.keep=3", "rehearse=true",
               f"rehearsal_dir={tmp_path}/rehearsal", "threads=1", "logger=none", "progress=false")  # fmt: skip

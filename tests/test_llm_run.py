@@ -19,6 +19,7 @@ VERSES = [
 ]
 
 
+@pytest.mark.slow  # ~60 s: pretraining included (the prune job alone: test_hf_causal_lm rehearsals)
 def test_tiny_llm_pretrain_then_prune_end_to_end(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"{i} {VERSES[i % 6]} {VERSES[(i * 5) % 6]}" for i in range(400)))

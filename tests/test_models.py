@@ -1,11 +1,8 @@
 """Every model yaml: each single prunable unit removes for real (a new yaml is tested automatically)."""
 
-from pathlib import Path
-
 import pytest
 import torch
-from helpers import randomise_bn_statistics
-from hydra import compose, initialize_config_dir
+from helpers import CONFIGS, compose_with, randomise_bn_statistics, with_examples
 from hydra.utils import instantiate
 from torch import nn
 
@@ -14,15 +11,14 @@ from sglp.models.vgg_cifar import ChannelPad, ConvBNReLU, vgg16_bn
 from sglp.surgery import remove_layers
 from sglp.units import prunable_units
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-MODELS = sorted(  # vision models; decoder LLMs (kind: causal_lm) are tested in test_llm_layers
-    p.stem for p in (CONFIGS / "model").glob("*.yaml") if "kind: causal_lm" not in p.read_text()
+# vision models (their yaml builds a `net`; decoder LLMs are tested in test_llm_layers and test_hf_causal_lm)
+MODELS = sorted(
+    p.stem for p in (CONFIGS / "model").glob("*.yaml") if "net" in compose_with(*with_examples(f"model={p.stem}")).model
 )
 
 
 def check_single_removals(option: str, every: bool) -> None:
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={option}", "paths.root=/tmp/sglp-test"])
+    cfg = compose_with(*with_examples(f"model={option}"))
     torch.manual_seed(0)
     hub_weights = {"weights": None} if cfg.model.net.get("weights") else {}  # offline: the structure only
     model = instantiate(cfg.model.net, **hub_weights).eval()

@@ -16,7 +16,7 @@ from sglp.rehearsal import synthetic_splits, tiny_width
 from sglp.tables import table_folder
 
 # One vision table and Table 4 in the default suite (about 2 min together); the slow suite rehearses them all.
-REHEARSE_DEFAULT = {"fig2b", "table4"}
+REHEARSE_DEFAULT = {"fig2b"}  # the LLM job rehearses by default in test_hf_causal_lm; table4 (~2 min) in test-all
 
 
 def test_synthetic_data_has_the_real_shapes_and_classes():
@@ -63,6 +63,7 @@ def test_gpu_table_rehearses_on_this_cpu(tmp_path, target):
     assert out.with_suffix(".md").read_text().startswith("> **REHEARSAL**")
 
 
+@pytest.mark.slow  # ~30 s
 def test_gpu_check_without_a_gpu_prints_its_plan_and_exits_0():
     res = subprocess.run(
         [sys.executable, "scripts/gpu_check.py"], cwd=ROOT, capture_output=True, text=True, timeout=120

@@ -294,6 +294,7 @@ def test_cnn1d_on_rml2016_end_to_end_on_a_tiny_pickle(tmp_path):
     assert row["model"] == "cnn1d" and row["params_pruned"] < row["params_dense"]
 
 
+@pytest.mark.slow  # ~75 s: every method in a joblib sweep
 def test_every_method_runs_in_a_parallel_sweep_with_a_summary(tmp_path, tiny_checkpoint):
     """Every vision method yaml in one multirun on the joblib launcher (2 processes appending to one table): a new
     method is tested without writing a test, and parallel appends lose or duplicate no row. No `threads=`: each of
