@@ -205,6 +205,7 @@ def run_matched_controls(
     digest = task.weights_digest() if dense_cache is not None else None
     cache = dense_cache if dense_cache is not None and digest is not None else NoCache()
     dense, _ = cache.get(digest, "evaluate", lambda: task.evaluate(model, "dense"))
+    dense_cost = cache.get(digest, "cost", lambda: task.measure_cost(model))  # once: every control shares it
     for control in controls:
         key = control_key(str(method_row["config_key"]), control)
         if key in done or (control == "in_segments" and len(segments) < 2):
@@ -215,8 +216,6 @@ def run_matched_controls(
         kept_set = set(kept_c)
         removed = [u for seg in segments for u in seg if u not in kept_set]
         log.info("matched control %s of %s: kept %s", control, method_row["method"], kept_c)
-        with timed(timings, "seconds_cost"):
-            dense_cost = cache.get(digest, "cost", lambda: task.measure_cost(model))
         recovered, _ = recover_and_measure(dense_cost, remove_layers(model, removed), task, s, NullLogger(), timings)
         metrics, cached = recovered.pop("metrics"), recovered.pop("cost_cached")
         row = {k: method_row[k] for k in IDENTITY if k in method_row}

@@ -111,12 +111,12 @@ def _profile(model: nn.Module, input_shape: Sequence[int], bytes_per: int, token
 
 def cka_bytes(widths: Sequence[int], rows: int, form: str, kernel: str, itemsize: int = 4) -> tuple[float, str]:
     """Peak bytes of one CKA batch and the form it takes (sglp.similarity.CKAAccumulator): the feature form holds
-    every layer's features in the model's dtype (`itemsize` bytes), two float64 row chunks (1,024 rows) and one
-    (d_i, d_j) product; the Gram form L transformed (rows, rows) float64 Grams and one being built."""
-    from sglp.similarity import uses_features
+    every layer's features in the model's dtype (`itemsize` bytes), two float64 row chunks and one (d_i, d_j)
+    product; the Gram form L transformed (rows, rows) float64 Grams and one being built."""
+    from sglp.similarity import FEATURE_CHUNK_ROWS, uses_features
 
     if all(uses_features(form, kernel, rows, w, itemsize) for w in widths):
-        chunk = min(rows, 1024)
+        chunk = min(rows, FEATURE_CHUNK_ROWS)
         return itemsize * rows * sum(widths) + 8.0 * (2 * chunk * max(widths) + 2 * max(widths) ** 2), "features"
     return 8.0 * (len(widths) + 2) * rows**2, "gram"
 

@@ -94,12 +94,15 @@ def check_options(estimator: str, kernel: str, form: str = "auto") -> None:
         raise InvalidArgument("similarity.form=features needs the linear kernel: use form=gram (or auto) with rbf")
 
 
+FEATURE_CHUNK_ROWS = 1024  # rows converted to float64 at a time in the feature form (sglp.preflight counts them)
+
+
 def _row_chunks(n: int, chunk_rows: int) -> list[slice]:
     return [slice(start, min(start + chunk_rows, n)) for start in range(0, n, chunk_rows)]
 
 
 def hsic_from_features(
-    features: Sequence[torch.Tensor], estimator: str = "unbiased", chunk_rows: int = 1024
+    features: Sequence[torch.Tensor], estimator: str = "unbiased", chunk_rows: int = FEATURE_CHUNK_ROWS
 ) -> torch.Tensor:
     """(L, L) linear HSIC of L feature matrices (n, d_i) over the same n rows, in any dtype, without any (n, n)
     Gram: equal to the Gram form (module docstring). Centring is exact and in float64 without a centred copy:
@@ -253,7 +256,6 @@ class CKA:
         seen: set[int] = set()
 
         def add(i: int, out: torch.Tensor) -> None:
-            out = out[0] if isinstance(out, tuple) else out
             acc.add(i, out.reshape(-1, out.shape[-1]) if self.token_rows else out)  # type: ignore[union-attr]
             seen.add(i)
             if len(seen) == acc.num_layers:  # type: ignore[union-attr]

@@ -6,6 +6,7 @@ from helpers import CONFIGS, compose_with, randomise_bn_statistics, with_example
 from hydra.utils import instantiate
 from torch import nn
 
+from sglp.experiment.cli import published_weights_off
 from sglp.metrics import count_parameters
 from sglp.models.vgg_cifar import ChannelPad, ConvBNReLU, vgg16_bn
 from sglp.surgery import remove_layers
@@ -20,8 +21,8 @@ MODELS = sorted(
 def check_single_removals(option: str, every: bool) -> None:
     cfg = compose_with(*with_examples(f"model={option}"))
     torch.manual_seed(0)
-    hub_weights = {"weights": None} if cfg.model.net.get("weights") else {}  # offline: the structure only
-    model = instantiate(cfg.model.net, **hub_weights).eval()
+    offline = published_weights_off(cfg.model.net)  # the structure only: no hub weights
+    model = instantiate(cfg.model.net, **offline).eval()
     x = torch.randn(2, cfg.dataset.channels, *cfg.model.get("input_size", [28, 28]))
     units = prunable_units(model)
     assert len(units) >= 2

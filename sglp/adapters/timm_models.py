@@ -37,6 +37,10 @@ def _identity_shortcut(attr: str) -> Callable[[nn.Module], bool]:
     return lambda block: isinstance(getattr(block, attr, None), nn.Identity)
 
 
+def _has_skip(block: nn.Module) -> bool:  # timm's inverted residuals say whether they add their input
+    return bool(getattr(block, "has_skip", False))
+
+
 @dataclass(frozen=True)
 class Family:
     """How one timm model class is seen as units."""
@@ -44,26 +48,41 @@ class Family:
     model: str  # "<module>.<class>" of the timm model
     blocks: str  # a regular expression matching the qualified names of its blocks (forward order = module order)
     removable: Callable[[nn.Module], bool]  # the block keeps its input's shape and has an identity shortcut
+    block_module: str  # where its block classes live
+    block_classes: tuple[str, ...]  # the classes a unit can be (each gets this family's bypass)
 
     def model_class(self) -> type:
         module, _, name = self.model.rpartition(".")
         return getattr(importlib.import_module(module), name)
 
 
+_INVERTED_RESIDUALS = (  # EfficientNet's and MobileNet-V3's blocks
+    "timm.models._efficientnet_blocks",
+    ("DepthwiseSeparableConv", "InvertedResidual", "UniversalInvertedResidual", "CondConvResidual", "EdgeResidual"),
+)
+_BYOB_BLOCKS = (
+    "BasicBlock", "BottleneckBlock", "DarkBlock", "EdgeBlock", "RepVggBlock", "MobileOneBlock", "SelfAttnBlock",
+)  # fmt: skip
+_VIT_BLOCKS = ("Block", "ResPostBlock", "ParallelScalingBlock", "ParallelThingsBlock")
+
 FAMILIES: dict[str, Family] = {
-    "resnet": Family("timm.models.resnet.ResNet", r"layer[1-4]\.\d+", lambda b: getattr(b, "downsample", 0) is None),
-    "regnet": Family("timm.models.regnet.RegNet", r"s[1-4]\.b\d+", _identity_shortcut("downsample")),
-    "convnext": Family("timm.models.convnext.ConvNeXt", r"stages\.\d+\.blocks\.\d+", _identity_shortcut("shortcut")),
-    "efficientnet": Family(
-        "timm.models.efficientnet.EfficientNet", r"blocks\.\d+\.\d+", lambda b: bool(getattr(b, "has_skip", False))
-    ),
-    "mobilenetv3": Family(
-        "timm.models.mobilenetv3.MobileNetV3", r"blocks\.\d+\.\d+", lambda b: bool(getattr(b, "has_skip", False))
-    ),
-    "vit": Family("timm.models.vision_transformer.VisionTransformer", r"blocks\.\d+", lambda b: True),
-    "swin": Family("timm.models.swin_transformer.SwinTransformer", r"layers\.\d+\.blocks\.\d+", lambda b: True),
-    "byobnet": Family("timm.models.byobnet.ByobNet", r"stages\.\d+\.\d+", _identity_shortcut("shortcut")),
-}
+    "resnet": Family("timm.models.resnet.ResNet", r"layer[1-4]\.\d+", lambda b: getattr(b, "downsample", 0) is None,
+                     "timm.models.resnet", ("BasicBlock", "Bottleneck")),
+    "regnet": Family("timm.models.regnet.RegNet", r"s[1-4]\.b\d+", _identity_shortcut("downsample"),
+                     "timm.models.regnet", ("Bottleneck", "PreBottleneck")),
+    "convnext": Family("timm.models.convnext.ConvNeXt", r"stages\.\d+\.blocks\.\d+", _identity_shortcut("shortcut"),
+                       "timm.models.convnext", ("ConvNeXtBlock",)),
+    "efficientnet": Family("timm.models.efficientnet.EfficientNet", r"blocks\.\d+\.\d+", _has_skip,
+                           *_INVERTED_RESIDUALS),
+    "mobilenetv3": Family("timm.models.mobilenetv3.MobileNetV3", r"blocks\.\d+\.\d+", _has_skip,
+                          *_INVERTED_RESIDUALS),
+    "vit": Family("timm.models.vision_transformer.VisionTransformer", r"blocks\.\d+", lambda b: True,
+                  "timm.models.vision_transformer", _VIT_BLOCKS),
+    "swin": Family("timm.models.swin_transformer.SwinTransformer", r"layers\.\d+\.blocks\.\d+", lambda b: True,
+                   "timm.models.swin_transformer", ("SwinTransformerBlock",)),
+    "byobnet": Family("timm.models.byobnet.ByobNet", r"stages\.\d+\.\d+", _identity_shortcut("shortcut"),
+                      "timm.models.byobnet", _BYOB_BLOCKS),
+}  # fmt: skip
 
 
 # What sglp.units.prunable_units adds to its error for a timm model of another family.
@@ -93,25 +112,8 @@ def _bypass_for(family: Family) -> Callable[[nn.Module], nn.Module]:
     return bypass
 
 
-_BLOCK_MODULES = {  # each family's block classes (MobileNet-V3 uses EfficientNet's): what a removed unit becomes
-    "resnet": ("timm.models.resnet", ("BasicBlock", "Bottleneck")),
-    "regnet": ("timm.models.regnet", ("Bottleneck", "PreBottleneck")),
-    "convnext": ("timm.models.convnext", ("ConvNeXtBlock",)),
-    "efficientnet": (
-        "timm.models._efficientnet_blocks",
-        ("DepthwiseSeparableConv", "InvertedResidual", "UniversalInvertedResidual", "CondConvResidual", "EdgeResidual"),
-    ),
-    "vit": ("timm.models.vision_transformer", ("Block", "ResPostBlock", "ParallelScalingBlock", "ParallelThingsBlock")),
-    "swin": ("timm.models.swin_transformer", ("SwinTransformerBlock",)),
-    "byobnet": (
-        "timm.models.byobnet",
-        ("BasicBlock", "BottleneckBlock", "DarkBlock", "EdgeBlock", "RepVggBlock", "MobileOneBlock", "SelfAttnBlock"),
-    ),
-}
-
-for _name, _family in FAMILIES.items():
+for _family in FAMILIES.values():
     register_units(_family.model_class(), timm_units)
-for _name, (_module, _classes) in _BLOCK_MODULES.items():
-    _mod = importlib.import_module(_module)
-    for _cls in _classes:
-        register_bypass(getattr(_mod, _cls), _bypass_for(FAMILIES[_name]))
+    _module = importlib.import_module(_family.block_module)
+    for _cls in _family.block_classes:
+        register_bypass(getattr(_module, _cls), _bypass_for(_family))
