@@ -58,7 +58,8 @@ def _load_state(model: nn.Module, state: dict, path: str | Path) -> None:
 
 def load_pruned(dense: nn.Module, path: str | Path) -> nn.Module:
     """Rebuild a pruned model saved by the pipeline: remove the recorded units from a freshly
-    built dense model of the same architecture, then load the pruned weights."""
+    built dense model of the same architecture (and, for channel pruning, its recorded channels), then load the
+    pruned weights."""
     from sglp.surgery import remove_layers
 
     obj = load_checkpoint(path)
@@ -69,5 +70,13 @@ def load_pruned(dense: nn.Module, path: str | Path) -> nn.Module:
         pruned = remove_layers(dense, removed)
     except InvalidArgument as e:
         raise CheckpointError(f"{path} was pruned from another architecture ({e})") from e
+    plan = obj["meta"].get("channel_plan")
+    if plan is not None:
+        from sglp.channels.groups import apply_plan
+
+        try:
+            apply_plan(pruned, plan)
+        except InvalidArgument as e:
+            raise CheckpointError(f"{path} was pruned from another architecture ({e})") from e
     _load_state(pruned, obj["state_dict"], path)
     return pruned

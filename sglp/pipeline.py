@@ -143,7 +143,7 @@ def run_pruning(
 
     if s.save_pruned_model:
         saved = task.save(pruned, run_dir, removed=result.removed, units_total=units_total, kept=result.kept,
-                          **{k: v for k, v in metrics.items() if k.startswith("pruned_acc")})  # fmt: skip
+                          **result.save_meta, **{k: v for k, v in metrics.items() if k.startswith("pruned_acc")})  # fmt: skip
         logger.log_artifact(saved, "pruned_model")
     scores = {"choices": [asdict(c) for c in result.search.choices], "candidates": result.search.scores}
     (run_dir / "search_scores.json").write_text(json.dumps(scores, indent=1))

@@ -217,9 +217,14 @@ def preflight(
     checks.append(Check("units", True, f"{type(job.model).__name__}: {num_units} prunable units"))
     try:
         strategy.check(num_units)
-        checks.append(Check("strategy", True, "depth target, k and segments valid for this model"))
+        checks.append(Check("strategy", True, "its settings are valid for this model's units"))
     except SGLPError as e:
         checks.append(Check("strategy", False, str(e), "set search.keep / segmenter.k for this model's unit count"))
+        return checks
+    try:
+        checks.extend(Check(name, True, detail) for name, detail in strategy.plan(job.model, job.input_shape))
+    except SGLPError as e:
+        checks.append(Check("strategy plan", False, str(e), "change the strategy's budget for this model"))
         return checks
 
     search = getattr(strategy, "search", None)

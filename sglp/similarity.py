@@ -143,7 +143,8 @@ def transformed_gram(
     return u_centre_gram(k).reshape(-1), float(n * (n - 3))
 
 
-def _cka_from_hsic(hsic: torch.Tensor) -> torch.Tensor:
+def cka_from_hsic(hsic: torch.Tensor) -> torch.Tensor:
+    """(L, L) CKA from an (L, L) HSIC matrix: HSIC(i, j) / sqrt(HSIC(i, i) HSIC(j, j)); 0 where a diagonal is 0."""
     diag = hsic.diagonal().clamp_min(0.0).sqrt()
     denom = diag[:, None] * diag[None, :]
     return torch.where(denom > 0, hsic / denom.clamp_min(1e-300), torch.zeros_like(hsic))
@@ -211,7 +212,7 @@ class CKAAccumulator:
         """The (L, L) CKA matrix from all batches so far (float64)."""
         if not self.batches:
             raise RuntimeError("no batch was added")
-        return _cka_from_hsic(self.hsic)
+        return cka_from_hsic(self.hsic)
 
 
 def cka_matrix(

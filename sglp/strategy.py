@@ -48,6 +48,7 @@ class PruneResult:
     pruned: nn.Module
     seconds: dict[str, float]
     extra: dict[str, Any] = field(default_factory=dict)  # strategy-specific row entries
+    save_meta: dict[str, Any] = field(default_factory=dict)  # what rebuilding the saved model needs beyond `removed`
 
     @property
     def kept(self) -> list[int]:
@@ -95,6 +96,11 @@ class Strategy(ABC):
 
     def check_kind(self, kind: str) -> None:  # noqa: B027 (optional: most strategies prune any kind)
         """Fail fast when a component cannot handle this kind of model (configs/kind/<kind>)."""
+
+    def plan(self, model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, str]]:
+        """The pre-flight's view of what this strategy will do to `model` (check name, detail), built on the real
+        architecture with any weights; SGLPError when it cannot. Depth strategies: nothing beyond `check`."""
+        return []
 
 
 class SegmentedPruning(Strategy):
