@@ -142,8 +142,9 @@ def run_pruning(
                 "git_commit": commit, "run_dir": portable_path(run_dir), **start, **provenance("end")})  # fmt: skip
 
     if s.save_pruned_model:
+        accuracy = {k: v for k, v in metrics.items() if k.startswith("pruned_acc")}
         saved = task.save(pruned, run_dir, removed=result.removed, units_total=units_total, kept=result.kept,
-                          **result.save_meta, **{k: v for k, v in metrics.items() if k.startswith("pruned_acc")})  # fmt: skip
+                          **result.save_meta, **accuracy)  # fmt: skip
         logger.log_artifact(saved, "pruned_model")
     scores = {"choices": [asdict(c) for c in result.search.choices], "candidates": result.search.scores}
     (run_dir / "search_scores.json").write_text(json.dumps(scores, indent=1))

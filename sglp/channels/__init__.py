@@ -8,5 +8,5 @@
   (channel CKA -> seriation -> Fisher segments -> a score inside each segment).
 - `strategy`: `ChannelPruning`, the `sglp.strategy.Strategy` the pipeline runs.
 
-Imported only when a channel method is configured (torch-pruning is an optional dependency: `pip install sglp[channels]`).
+Imported only when a channel method is configured (torch-pruning is optional: `pip install sglp[channels]`).
 """

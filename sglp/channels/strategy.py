@@ -26,7 +26,8 @@ class ChannelPruning(Strategy):
     with the model, so `mode=evaluate` rebuilds it)."""
 
     def __init__(self, criterion: ChannelCriterion, budget: RatioPolicy, calib_batch_size: int = 64,
-                 calib_batches: int = 2, name: str = "channels", label_group: str = "channel_criterion") -> None:  # fmt: skip
+                 calib_batches: int = 2, name: str = "channels",
+                 label_group: str = "channel_criterion") -> None:  # fmt: skip
         for what, v in (("calib_batch_size", calib_batch_size), ("calib_batches", calib_batches)):
             if not isinstance(v, int) or v < 1:
                 raise InvalidArgument(f"strategy.{what} must be an integer >= 1, got {v!r}")
