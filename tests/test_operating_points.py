@@ -28,7 +28,13 @@ COST_ROWS = [  # the rows one of our jobs reproduces (a method we run); the othe
     pytest.param(folder.name, row, id=f"{folder.name}:{row['experiment']}:{row['paper_method']}")
     for folder in TABLES
     for row in cost_rows(folder)
-    if row["method"]
+    if row["method"] and row["units_kept"]
+]
+CHANNEL_ROWS = [  # channel pruning (Table 8): every block stays, the widths meet the cost columns
+    pytest.param(folder.name, row, id=f"{folder.name}:{row['experiment']}:{row['paper_method']}")
+    for folder in TABLES
+    for row in cost_rows(folder)
+    if row["method"] and not row["units_kept"]
 ]
 
 
@@ -61,7 +67,54 @@ def costs(cfg) -> CostModel:
 
 
 def test_every_table_with_cost_columns_is_covered():
-    assert {f.name for f in TABLES} >= {"sglp_table1", "sglp_table2", "sglp_table3", "sglp_table5", "sglp_table7"}
+    assert {f.name for f in TABLES} >= {"sglp_table1", "sglp_table2", "sglp_table3", "sglp_table5", "sglp_table7",
+                                        "sglp_table8"}  # fmt: skip
+    assert len(CHANNEL_ROWS) == 4
+
+
+def channel_job_config(table: str, experiment: str, method: str):
+    for exp, overrides in target_jobs(table):
+        if exp == experiment:
+            cfg = compose_with(f"experiment={exp}", *overrides, f"method={method_yaml(method)}")
+            if cfg.label == method:
+                return cfg
+    return None
+
+
+def method_yaml(label: str) -> str:
+    """The method yaml whose label is `label` (configs/method/)."""
+    for path in sorted((ROOT / "configs" / "method").glob("*.yaml")):
+        if OmegaConf.load(path).get("label") == label:
+            return path.stem
+    raise AssertionError(f"no method yaml is labelled {label!r}")
+
+
+@pytest.mark.parametrize("table,row", CHANNEL_ROWS)
+def test_channel_rows_meet_the_papers_cost_columns_with_the_configured_budget(table, row):
+    """The job's budget, fitted on the real architecture (random weights) and applied by Torch-Pruning, reaches
+    the paper row's FLOPs and parameter reductions within the tolerance; a quoted row is run at another point."""
+    from sglp.channels.groups import WidthCost, apply_plan, channel_groups, dependency_graph, removal_plan
+
+    macs, params = as_number(row.get("flops")), as_number(row.get("params"))
+    cfg = channel_job_config(table, row["experiment"], row["method"])
+    assert cfg is not None, f"make {target_of(table)} runs no job of {row['method']} on {row['experiment']}"
+    net = OmegaConf.to_container(cfg.model.net, resolve=True)
+    net.pop("weights", None)
+    model, shape = instantiate(net).eval(), tuple(cfg.dataset.input_shape)
+    strategy = instantiate(cfg.strategy)
+    graph = dependency_graph(model, shape)
+    groups = channel_groups(model, graph)
+
+    widths, _, _ = strategy.budget.fit(WidthCost(model, groups, shape))
+    dense = macs_and_params(model, shape)
+    got = macs_and_params(apply_plan(model, removal_plan(groups, [range(w) for w in widths], shape), graph), shape)
+    reached = [100 * (1 - g / d) for g, d in zip(got, dense, strict=True)]
+    distance = max(abs(reached[0] - macs), abs(reached[1] - params) if params is not None else 0.0)
+    if row["operating_point"] == "quoted":
+        assert distance > DEFAULT_TOLERANCE_PP and "quoted" in row["note"]
+        return
+    assert row["operating_point"] == "channels"
+    assert distance <= DEFAULT_TOLERANCE_PP, f"{row['paper_method']}: {macs} / {params} vs reached {reached}"
 
 
 @pytest.mark.parametrize("table,row", COST_ROWS)
@@ -161,7 +214,11 @@ def test_paper_rows_name_their_depth_and_kind():
     depth (nothing is configured for it)."""
     for folder in TABLES:
         for row in cost_rows(folder):
-            if row["method"]:
+            if row["method"] and row["operating_point"] == "channels":  # every unit stays: no depth
+                assert not row["units_kept"], (folder.name, row)
+            elif row["method"] and not row["units_kept"]:  # a channel row quoted: run at another point
+                assert row["operating_point"] == "quoted" and "quoted" in row["note"], (folder.name, row)
+            elif row["method"]:
                 assert row["units_kept"] and row["operating_point"] in ("depth", "quoted"), (folder.name, row)
             else:
                 assert row["paper_method"] and not row.get("units_kept") and not row.get("operating_point"), row
