@@ -41,6 +41,7 @@ class Column:
     diff: bool = True  # show ours - paper
     dense: str | None = None  # the unpruned model's value, for the paper's "(dense)" line
     optional: bool = False  # some runs of the table do not produce it (shown as "–" there)
+    interval: bool = False  # ours as "mean [95 % t-interval]" over the line's runs instead of "mean ± std"
 
 
 @dataclass
@@ -253,6 +254,16 @@ def mean_std(values: Sequence[float], digits: int = 2) -> str:
     return f"{fmt(statistics.mean(values), digits)} ± {fmt(statistics.stdev(values), digits)}"
 
 
+def mean_interval(values: Sequence[float], digits: int = 2) -> str:
+    """'mean [low, high]': the Student-t 95 % interval of the mean over runs (one run: the value alone)."""
+    from sglp.stats import t_interval
+
+    if len(values) < 2:
+        return mean_std(values, digits)
+    i = t_interval(values)
+    return f"{fmt(i.mean, digits)} [{fmt(i.low, digits)}, {fmt(i.high, digits)}]"
+
+
 def fmt(v: float | None, digits: int = 2) -> str:
     if v is None:
         return "–"
@@ -320,7 +331,8 @@ def line_cells(spec: TableSpec, line: TableLine) -> dict[str, str]:
         pv = as_number(raw)
         if line.dense:  # the same unpruned model in every run: one value
             ours = ours[:1]
-        cells[f"{c.name} ours"] = mean_std(ours, c.digits) if line.implemented else missing if i == 0 else "–"
+        show = mean_interval if c.interval else mean_std
+        cells[f"{c.name} ours"] = show(ours, c.digits) if line.implemented else missing if i == 0 else "–"
         cells[f"{c.name} paper"] = raw if raw and pv is None else fmt(pv, c.digits) if pv is not None else "–"
         if c.diff:
             diff = statistics.mean(ours) - pv if ours and pv is not None and math.isfinite(pv) else None

@@ -99,8 +99,9 @@ def test_removing_channels_that_are_zero_after_bn_and_relu_keeps_the_function(fa
     torch.testing.assert_close(pruned(x), model(x), rtol=1e-4, atol=1e-5)
 
 
-def test_chip_equals_nuclear_norms_by_svd():
-    f = torch.relu(torch.randn(5, 7, 4, 6))
+@pytest.mark.parametrize("hw", [(4, 6), (2, 1)])  # more pixels than channels, and fewer (the other side's Gram)
+def test_chip_equals_nuclear_norms_by_svd(hw):
+    f = torch.relu(torch.randn(5, 7, *hw))
     ref = torch.zeros(7, dtype=torch.float64)
     for x in f.double():
         m = x.reshape(7, -1)

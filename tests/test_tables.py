@@ -211,3 +211,11 @@ def test_cost_rows_are_read_again_when_the_paper_file_changes(tmp_path):
     paper.write_text(paper.read_text().replace(",15.59,", ",99.99,"))
     os.utime(paper, ns=(paper.stat().st_atime_ns, paper.stat().st_mtime_ns + 1_000_000))
     assert cost_rows(folder)[1]["flops"] == "99.99"
+
+
+def test_an_interval_column_shows_the_t_interval_of_the_mean():
+    """[1, 2, 3]: mean 2, s = 1, t(2, 0.975) = 4.302653 (a t table), half-width 4.302653 / sqrt(3) = 2.4841."""
+    from sglp.tables import mean_interval
+
+    assert mean_interval([1.0, 2.0, 3.0]) == "2.00 [-0.48, 4.48]"
+    assert mean_interval([5.0]) == "5.00"

@@ -158,20 +158,25 @@ class CHIP(ScoredCriterion):
 def channel_independence(features: torch.Tensor) -> torch.Tensor:
     """(C,) CHIP's channel independence, averaged over images. features: (N, C, H, W).
 
-    ||A||_* = sum_j sqrt(lambda_j(A A^T)) and zeroing row c of A deletes row and column c of the Gram A A^T, so each
-    channel costs one (C-1) x (C-1) symmetric eigenvalue problem instead of an SVD of a (C, H*W) matrix."""
+    ||A||_* = sum_j sqrt(lambda_j(A A^T)) = sum_j sqrt(lambda_j(A^T A)). Zeroing row a_c of A deletes row and column
+    c of A A^T and subtracts a_c a_c^T from A^T A, so each channel costs one symmetric eigenvalue problem of size
+    min(C - 1, H*W) instead of an SVD of a (C, H*W) matrix."""
     n, c = features.shape[:2]
     m = features.double().reshape(n, c, -1)
-    gram = m @ m.transpose(1, 2)  # (N, C, C)
+    hw = m.shape[2]
     nuclear = lambda g: torch.linalg.eigvalsh(g).clamp_min(0).sqrt().sum(-1)  # noqa: E731
-    full = nuclear(gram)  # (N,)
     if c == 1:
-        return full.mean(0, keepdim=True)
+        return nuclear(m @ m.transpose(1, 2)).mean(0, keepdim=True)
     others = torch.tensor([[j for j in range(c) if j != k] for k in range(c)])  # (C, C-1)
     ci = torch.zeros(c, dtype=torch.float64)
-    for g, total in zip(gram, full, strict=True):
-        minors = g[others[:, :, None], others[:, None, :]]  # (C, C-1, C-1): row and column k deleted
-        ci += total - nuclear(minors)
+    for a in m:  # one image: a is (C, HW)
+        if hw < c - 1:  # the small side: (HW, HW) minus each channel's outer product
+            gram = a.T @ a
+            minors = gram[None] - a[:, :, None] * a[:, None, :]  # (C, HW, HW)
+        else:  # (C-1, C-1) principal minors of the channel Gram
+            gram = a @ a.T
+            minors = gram[others[:, :, None], others[:, None, :]]
+        ci += nuclear(gram) - nuclear(minors)
     return ci / n
 
 
