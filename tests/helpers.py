@@ -18,7 +18,7 @@ CONFIGS = ROOT / "configs"
 
 
 # config options with a mandatory value (???) -> the example value the tests fill in
-EXAMPLE_VALUES = {"model=timm": ("model.name=resnet18",)}
+EXAMPLE_VALUES = {"model=timm": ("model.name=resnet18",), "strategy=channels": ("channel_criterion=sglp",)}
 
 
 def with_examples(option: str) -> tuple[str, ...]:

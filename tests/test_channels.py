@@ -245,3 +245,8 @@ def test_a_bad_channel_option_is_one_error_line(tmp_path):
     res = _run(tmp_path, "method=channels_sglp", "channel_criterion.k=0", "logger=none")
     assert res.returncode == 2
     assert [ln for ln in res.stderr.splitlines() if ln.startswith("sglp: error:")] and "k must be" in res.stderr
+
+
+def test_the_channel_strategy_without_a_criterion_names_the_fix(tmp_path):
+    res = _run(tmp_path, "strategy=channels", "logger=none")
+    assert res.returncode == 2 and "add channel_criterion=" in res.stderr

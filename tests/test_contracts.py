@@ -170,21 +170,25 @@ STRATEGY_SETTINGS = ["model=resnet20", "search.keep=5", "segmenter.k=2", "scorer
 
 @pytest.mark.parametrize("name", options("strategy"))
 def test_strategy_contract(name):
-    cfg = compose_with(f"strategy={name}", *STRATEGY_SETTINGS)
+    cfg = compose_with(*with_examples(f"strategy={name}"), *STRATEGY_SETTINGS)
     strategy = instantiate(cfg.strategy)
     assert isinstance(strategy, Strategy)
     model = vision_model()
     num_units = len(prunable_units(model))
     strategy.check(num_units)
-    with pytest.raises(SGLPError):
-        strategy.check(4)  # 5 units cannot be kept of 4
+    depth = strategy.units_kept_target(num_units) is not None  # else it prunes width: every unit stays
+    if depth:
+        with pytest.raises(SGLPError):
+            strategy.check(4)  # 5 units cannot be kept of 4
     before = {k: v.clone() for k, v in model.state_dict().items()}
     calibration = Calibration((1, 28, 28), 10)
     result = strategy(model, calibration=calibration, cka_batches=calibration(16, 1), data=None, progress=False)
     assert isinstance(result, PruneResult)
     assert sorted(result.kept + result.removed) == list(range(num_units))
-    assert len(result.kept) == strategy.units_kept_target(num_units) == 5
-    assert len(prunable_units(result.pruned)) == 5 and result.pruned(calibration(2, 1)[0][0]).shape == (2, 10)
+    kept = strategy.units_kept_target(num_units) if depth else num_units
+    assert len(result.kept) == kept == (5 if depth else num_units)
+    assert len(prunable_units(result.pruned)) == kept and result.pruned(calibration(2, 1)[0][0]).shape == (2, 10)
+    assert sum(p.numel() for p in result.pruned.parameters()) < sum(p.numel() for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the backbone is untouched"
     assert "scorer" in strategy.describe(result)
     label = strategy.label({"strategy": name, "segmenter": "fisher", "scorer": "l1"})

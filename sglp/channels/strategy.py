@@ -28,6 +28,9 @@ class ChannelPruning(Strategy):
     def __init__(self, criterion: ChannelCriterion, budget: RatioPolicy, calib_batch_size: int = 64,
                  calib_batches: int = 2, name: str = "channels",
                  label_group: str = "channel_criterion") -> None:  # fmt: skip
+        if not isinstance(criterion, ChannelCriterion):
+            raise InvalidArgument("strategy=channels needs a channel criterion: add channel_criterion=<sglp|l1|fpgm|"
+                                  "taylor|random|hrank|chip> (or use method=channels_<name>)")  # fmt: skip
         for what, v in (("calib_batch_size", calib_batch_size), ("calib_batches", calib_batches)):
             if not isinstance(v, int) or v < 1:
                 raise InvalidArgument(f"strategy.{what} must be an integer >= 1, got {v!r}")
