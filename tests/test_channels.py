@@ -226,6 +226,7 @@ def _run(tmp_path, *overrides):
                           capture_output=True, text=True, timeout=600)  # fmt: skip
 
 
+@pytest.mark.slow  # two subprocess runs (~35 s): make test-all
 def test_a_channel_pruned_model_reloads_and_re_evaluates_to_its_rows_accuracy(tmp_path):
     table = tmp_path / "rows.csv"
     common = ["model=resnet20", "eval_max_batches=2", "progress=false", "logger=none", "threads=2"]
