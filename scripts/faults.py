@@ -156,6 +156,17 @@ CASES: list[Case] = [
     # strategy / method
     Case("strategy", ["strategy=bogus"]),
     Case("strategy", ["strategy=fusion", "search.keep=0"]),
+    Case("strategy", ["experiment=table8_resnet56_cifar10_cpu", "method=sglp", "dry_run=true"]),  # a channel budget
+    Case(
+        "strategy",
+        [
+            "strategy=depth_then_channels",
+            "channel_criterion=l1",
+            "search.keep=3",
+            "strategy.budget.flops_reduction_pct=20",
+            "dry_run=true",
+        ],
+    ),  # fmt: skip
     Case("method", ["method=sglp_typo"]),
     Case("method", ["method=sglp_llm"]),
     # finetune

@@ -18,7 +18,11 @@ CONFIGS = ROOT / "configs"
 
 
 # config options with a mandatory value (???) -> the example value the tests fill in
-EXAMPLE_VALUES = {"model=timm": ("model.name=resnet18",), "strategy=channels": ("channel_criterion=sglp",)}
+EXAMPLE_VALUES = {
+    "model=timm": ("model.name=resnet18",),
+    "strategy=channels": ("channel_criterion=sglp",),
+    "strategy=depth_then_channels": ("channel_criterion=sglp",),
+}
 
 
 def with_examples(option: str) -> tuple[str, ...]:

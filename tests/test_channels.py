@@ -251,3 +251,50 @@ def test_a_bad_channel_option_is_one_error_line(tmp_path):
 def test_the_channel_strategy_without_a_criterion_names_the_fix(tmp_path):
     res = _run(tmp_path, "strategy=channels", "logger=none")
     assert res.returncode == 2 and "add channel_criterion=" in res.stderr
+
+
+def _depth_then_channels(*overrides: str):
+    from helpers import compose_with
+    from hydra.utils import instantiate
+
+    cfg = compose_with("strategy=depth_then_channels", "channel_criterion=l1", "model=resnet20", "scorer=l1",
+                       "segmenter.k=2", *overrides)  # fmt: skip
+    return instantiate(cfg.strategy)
+
+
+def _images(batch_size: int, num_batches: int):
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(batch_size, *SHAPE, generator=g), torch.randint(0, 10, (batch_size,), generator=g))
+            for _ in range(num_batches)]  # fmt: skip
+
+
+def test_depth_then_channels_meets_the_total_target_against_the_dense_model_and_rebuilds():
+    from sglp.surgery import remove_layers
+    from sglp.units import prunable_units
+
+    torch.manual_seed(0)
+    model = resnet20(10, 1).eval()
+    strategy = _depth_then_channels("search.keep=6", "strategy.budget.flops_reduction_pct=45",
+                                    "strategy.calib_batch_size=8", "strategy.calib_batches=1")  # fmt: skip
+    result = strategy(model, calibration=_images, cka_batches=_images(16, 1), progress=False)
+    assert len(result.kept) == 6 and len(prunable_units(result.pruned)) == 6
+    (dm, _), (pm, _) = macs_and_params(model, SHAPE), macs_and_params(result.pruned, SHAPE)
+    (am, _) = macs_and_params(remove_layers(model, result.removed), SHAPE)
+    assert 0 < 100 * (1 - am / dm) < 45 - 5, "the depth step alone removes part of the target"
+    assert abs(100 * (1 - pm / dm) - 45) <= 0.5, "the total reduction is measured against the dense model"
+    rebuilt = apply_plan(remove_layers(model, result.removed), result.save_meta["channel_plan"])
+    rebuilt.load_state_dict(result.pruned.state_dict())
+    x = _images(4, 1)[0][0]
+    torch.testing.assert_close(rebuilt(x), result.pruned.eval()(x))
+    assert strategy.label({"scorer": "l1", "segmenter": "fisher", "channel_criterion": "l1"}).endswith("+l1")
+
+
+def test_depth_then_channels_step_targets_follow_from_what_depth_removed():
+    strategy = _depth_then_channels("strategy.budget.flops_reduction_pct=50", "strategy.budget.params_reduction_pct=40")
+    step = strategy.step_budget(dense=(100.0, 1000.0), after_depth=(80.0, 900.0))
+    assert step.flops_reduction_pct == pytest.approx(100 * (1 - 50 / 80))  # 80 -> 50 of the dense 100
+    assert step.params_reduction_pct == pytest.approx(100 * (1 - 600 / 900))
+    with pytest.raises(InvalidArgument, match="keep more units"):
+        strategy.step_budget(dense=(100.0, 1000.0), after_depth=(45.0, 900.0))
+    with pytest.raises(Exception, match="total cost target"):  # Hydra wraps the InvalidArgument
+        _depth_then_channels("strategy.budget.ratio=0.3", "strategy.budget.flops_reduction_pct=null")

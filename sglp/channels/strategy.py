@@ -102,3 +102,93 @@ class ChannelPruning(Strategy):
 
     def label(self, choices: dict[str, str]) -> str:
         return f"{self.name}/{choices.get(self.label_group)}"
+
+
+class DepthThenChannels(ChannelPruning):
+    """Depth and width to one total cost (ours, beyond the paper): `depth` (any depth strategy, e.g. SGLP's
+    segmented search) removes units, then the survivors' channels are pruned as `ChannelPruning` does until the
+    MACs reduction against the *dense* model is `budget.flops_reduction_pct` (and the parameters' against the
+    dense model is `budget.params_reduction_pct`, when set). The channel step's own target follows from what depth
+    removed: 1 - (1 - T) * dense / after_depth."""
+
+    def __init__(self, depth: Strategy, criterion: ChannelCriterion, budget: RatioPolicy, calib_batch_size: int = 64,
+                 calib_batches: int = 2, name: str = "depth_then_channels",
+                 label_group: str = "channel_criterion") -> None:  # fmt: skip
+        super().__init__(criterion, budget, calib_batch_size, calib_batches, name, label_group)
+        if budget.flops_reduction_pct is None:
+            raise InvalidArgument("strategy=depth_then_channels needs a total cost target: set "
+                                  "strategy.budget.flops_reduction_pct (not ratio)")  # fmt: skip
+        self.depth = depth
+
+    def check(self, num_units: int) -> None:
+        self.depth.check(num_units)
+
+    def check_kind(self, kind: str) -> None:
+        super().check_kind(kind)
+        self.depth.check_kind(kind)
+
+    def plan(self, model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, str]]:
+        """The depth step's plan and the channel groups (the channel step's widths depend on the units depth keeps);
+        InvalidArgument when every removal of the depth step's size already exceeds the total MACs target."""
+        from sglp.operating_points import CostModel
+
+        total, units = self.budget.flops_reduction_pct, len(prunable_units(model))
+        keep = self.depth.units_kept_target(units)
+        if keep is not None and keep < units:
+            least = CostModel.of(model, input_shape).reachable(units - keep).macs_range[0]
+            if least >= total:
+                raise InvalidArgument(f"the depth step (keep {keep} of {units} units) removes at least {least:.1f} % "
+                                      f"of the MACs, beyond the total target {total} %: keep more units")  # fmt: skip
+        groups = channel_groups(model, dependency_graph(model, input_shape))
+        return [*self.depth.plan(model, input_shape),
+                ("channel groups", f"{len(groups)} prunable conv groups of {sum(g.width for g in groups):,} "
+                                   f"channels; total MACs -{total} % after the depth step")]  # fmt: skip
+
+    def step_budget(self, dense: tuple[float, float], after_depth: tuple[float, float]) -> RatioPolicy:
+        """The channel step's targets (relative to the depth-pruned model) that reach the totals (relative to the
+        dense model); `dense`, `after_depth`: (MACs, parameters)."""
+        targets = []
+        for total, d, a in ((self.budget.flops_reduction_pct, *(x[0] for x in (dense, after_depth))),
+                            (self.budget.params_reduction_pct, *(x[1] for x in (dense, after_depth)))):  # fmt: skip
+            step = None if total is None else 100.0 * (1.0 - (1.0 - total / 100.0) * d / a)
+            if step is not None and step <= 0:
+                raise InvalidArgument(f"the depth step alone already removes {100 * (1 - a / d):.1f} % of the "
+                                      f"cost, beyond the total target {total} %: keep more units in the depth "
+                                      "step")  # fmt: skip
+            targets.append(step)
+        return RatioPolicy(flops_reduction_pct=targets[0], params_reduction_pct=targets[1],
+                           max_ratio=self.budget.max_ratio)  # fmt: skip
+
+    def __call__(
+        self,
+        model: nn.Module,
+        calibration: CalibrationSource,
+        cka_batches: list,
+        data=None,
+        progress: bool = True,
+        journal: SearchJournal | None = None,
+        inplace: bool = False,
+    ) -> PruneResult:
+        input_shape = tuple(getattr(data, "input_shape", None) or cka_batches[0][0].shape[1:])
+        dense = WidthCost(model, [], input_shape).dense
+        depth = self.depth(model, calibration, cka_batches, data, progress=progress, journal=journal, inplace=inplace)
+        after_depth = WidthCost(depth.pruned, [], input_shape).dense
+        step = self.step_budget(dense, after_depth)
+        width = ChannelPruning(self.criterion, step, self.calib_batch_size, self.calib_batches)
+        result = width(depth.pruned, calibration, cka_batches, data, progress=progress, inplace=True)
+        seconds = {k: depth.seconds.get(k, 0.0) + result.seconds.get(k, 0.0) for k in {*depth.seconds, *result.seconds}}
+        extra = {**depth.extra, **result.extra, "channel_step_flops_target": step.flops_reduction_pct,
+                 "channel_step_params_target": step.params_reduction_pct}  # fmt: skip
+        return PruneResult(depth.similarity, depth.segments, depth.search, result.pruned, seconds, extra,
+                           save_meta={**depth.save_meta, **result.save_meta})  # fmt: skip
+
+    def describe(self, result: PruneResult | None = None) -> dict[str, Any]:
+        return {**self.depth.describe(result), **{k: v for k, v in super().describe(result).items()
+                                                  if k.startswith("channel_")}}  # fmt: skip
+
+    def label(self, choices: dict[str, str]) -> str:
+        """e.g. depth_then_channels/segmented/fisher/gradnorm+sglp (the depth step's label, then the criterion)."""
+        return f"{self.name}/{self.depth.label(choices)}+{choices.get(self.label_group)}"
+
+    def units_kept_target(self, num_units: int) -> int | None:
+        return self.depth.units_kept_target(num_units)

@@ -252,7 +252,7 @@ def dry_run(cfg: DictConfig, resolved: dict) -> dict:
     strategy = instantiate(cfg.strategy)
     plan = {
         "experiment": cfg.name,
-        "method": cfg.label or HydraConfig.get().runtime.choices.get("method"),
+        "method": cfg.label or strategy.label(dict(HydraConfig.get().runtime.choices)),  # as the row names it
         "config_key": config_key(resolved, root=cfg.paths.root),
         "strategy": type(strategy).__name__,
         "finetune": type(instantiate(cfg.finetune)).__name__ if cfg.finetune.get("_target_") else None,
@@ -345,10 +345,15 @@ def run_or_exit(cfg: DictConfig) -> None:
         err: BaseException | None = e
         while err is not None and not isinstance(err, SGLPError):  # OmegaConf chains a resolver's error twice
             err = err.__cause__ or err.__context__
+        node = re.search(r"full_key: (\S+)", str(e)) if not isinstance(e, SGLPError) else None
+        if err is None and (stray := unexpected_setting(e)):  # a setting meant for another component
+            name = f"{node.group(1)}.{stray[1]}" if node else stray[1]
+            err = SGLPError(f"{name}: {stray[0]} takes no setting {stray[1]!r} (an experiment or method set it "
+                            f"for another component): drop it with ~{name}, or choose a component that uses "
+                            "it")  # fmt: skip
         if err is None:
             raise
         message = str(err)
-        node = re.search(r"full_key: (\S+)", str(e)) if not isinstance(e, SGLPError) else None
         if node and isinstance(e, InterpolationResolutionError):
             message = f"{node.group(1)}: {message}"
         elif node and re.match(r"[a-z_][a-z0-9_]*(\s+entry)?=", message):  # a bare field: name the node that built it
@@ -356,6 +361,14 @@ def run_or_exit(cfg: DictConfig) -> None:
         log.error("%s", message)
         print(f"\nsglp: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def unexpected_setting(e: BaseException) -> tuple[str, str] | None:
+    """(class, argument) when Hydra failed to build a component because a config passed it an argument it does not
+    take (a TypeError "X.__init__() got an unexpected keyword argument 'y'"), else None."""
+    cause = e.__cause__
+    hit = re.search(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'", str(cause))
+    return (hit.group(1), hit.group(2)) if isinstance(cause, TypeError) and hit else None
 
 
 HYDRA_MODES = set(
