@@ -22,22 +22,27 @@ from sglp.search import SegmentSearch
 from sglp.strategy import SegmentedPruning, Strategy
 from sglp.units import prunable_units
 
-# name -> builder(keep, ratio, k, seed) -> (Strategy, (CKA batch size, CKA batches))
+# name -> builder -> (Strategy, (CKA batch size, CKA batches)): a depth builder(keep, ratio, k, seed), a width
+# (channel) builder(flops_reduction_pct, params_reduction_pct, seed)
 Built = tuple[Strategy, tuple[int, int]]
 KINDS = ("classification", "causal_lm")  # configs/kind/
 METHODS: dict[tuple[str, str], Callable[..., Built]] = {}  # (name, kind) -> builder
 YAMLS: dict[tuple[str, str], str] = {}  # (name, kind) -> the configs/method/ yaml it equals
+WIDTH: set[str] = set()  # names whose builders take cost targets (channel pruning) instead of a depth
 CKA_BATCHES = (128, 2)  # configs/config.yaml's calibration.batch_size, calibration.num_batches
 
 
-def method(name: str, kinds: tuple[str, ...] = ("classification",), yaml: str | None = None) -> Callable:
+def method(name: str, kinds: tuple[str, ...] = ("classification",), yaml: str | None = None,
+           width: bool = False) -> Callable:  # fmt: skip
     """Register a builder under `name` for these model kinds (one function per form; no chain of names anywhere);
-    `yaml`: the configs/method/ file it equals (default: `name`)."""
+    `yaml`: the configs/method/ file it equals (default: `name`); `width`: a channel method (cost targets)."""
 
     def register(builder: Callable) -> Callable:
         for kind in kinds:
             METHODS[name, kind] = builder
             YAMLS[name, kind] = yaml or name
+        if width:
+            WIDTH.add(name)
         return builder
 
     return register
@@ -115,6 +120,71 @@ def _shortgpt(keep: int | None, ratio: float | None, k: int | None, seed: int) -
     return _one_shot(BlockInfluence(num_batches=2, batch_size=64), keep, ratio, seed), CKA_BATCHES
 
 
+def _torch_pruning(importance: str, **settings: Any) -> Callable[[], Any]:
+    """A criterion factory: Torch-Pruning's `importance` class with these settings (configs/channel_criterion/)."""
+
+    def make():
+        import torch_pruning as tp
+
+        from sglp.channels.criteria import TorchPruningImportance
+
+        grads = settings.pop("needs_grads", False)
+        return TorchPruningImportance(getattr(tp.importance, importance)(**settings), needs_grads=grads)
+
+    return make
+
+
+def _criterion(cls: str, **settings: Any) -> Callable[[], Any]:
+    def make():
+        from sglp.channels import criteria
+
+        return getattr(criteria, cls)(**settings)
+
+    return make
+
+
+def _segmented(within: str) -> Callable[[], Any]:
+    """configs/channel_criterion/sglp.yaml (its `within` score replaced for the matched control)."""
+
+    def make():
+        from sglp.channels import criteria
+
+        return criteria.SegmentedChannels(getattr(criteria, within)(), estimator="biased", representation="row_sum",
+                                          order="spectral", k=4, quota="share")  # fmt: skip
+
+    return make
+
+
+# configs/method/channels_<name>.yaml -> its criterion (configs/channel_criterion/<name>.yaml), built on demand
+CHANNEL_CRITERIA: dict[str, Callable[[], Any]] = {
+    "channels_sglp": _segmented("ChannelGradNorm"),
+    "channels_sglp_random": _segmented("RandomScores"),
+    "channels_l1": _torch_pruning("MagnitudeImportance", p=1, group_reduction="first", normalizer=None),
+    "channels_fpgm": _torch_pruning("FPGMImportance", p=2, group_reduction="first", normalizer=None),
+    "channels_taylor": _torch_pruning("TaylorImportance", group_reduction="mean", normalizer=None, needs_grads=True),
+    "channels_random": _torch_pruning("RandomImportance"),
+    "channels_hrank": _criterion("HRank"),
+    "channels_chip": _criterion("CHIP", max_images=32),
+}
+
+
+def _channels(make_criterion: Callable[[], Any]) -> Callable[..., Built]:
+    """configs/strategy/channels.yaml with this criterion and the cost targets given."""
+
+    def build(flops_reduction_pct: float, params_reduction_pct: float | None, seed: int) -> Built:
+        from sglp.channels.groups import RatioPolicy
+        from sglp.channels.strategy import ChannelPruning
+
+        budget = RatioPolicy(flops_reduction_pct=flops_reduction_pct, params_reduction_pct=params_reduction_pct)
+        return ChannelPruning(make_criterion(), budget, calib_batch_size=64, calib_batches=2), CKA_BATCHES
+
+    return build
+
+
+for _name, _make in CHANNEL_CRITERIA.items():
+    method(_name, width=True)(_channels(_make))
+
+
 class Calibration:
     """A calibration source from what a user has: a DataLoader (or any iterable) of (x, y) batches, or tensors x
     (N, ...) and y (N,). For a language model (`targets_are_inputs`) the inputs are token ids (N, T) and are their
@@ -179,6 +249,7 @@ class PruneReport:
     params: tuple[int, int]
     search_space: int
     seconds: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # the strategy's own entries (channel methods: the widths)
 
     @property
     def flops_reduction_pct(self) -> float:
@@ -198,16 +269,29 @@ def prune(
     k: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    flops_reduction_pct: float | None = None,
+    params_reduction_pct: float | None = None,
 ) -> tuple[nn.Module, PruneReport]:
-    """Prune `model`'s depth with a named method (METHODS) -> (a smaller model of the same class, PruneReport).
-    `keep` units (or `ratio`, the fraction removed); `k` segments (the method's default when None); `calibration`:
-    a DataLoader of (inputs, labels) or a pair of tensors; for a Hugging Face causal LM, token ids (N, T) or a
-    DataLoader of them. `model` itself is left as it is."""
+    """Prune `model` with a named method (METHODS) -> (a smaller model of the same class, PruneReport).
+    Depth methods: `keep` units (or `ratio`, the fraction removed); `k` segments (the method's default when None).
+    Channel methods (`channels_*`, WIDTH): every unit stays, each conv group keeps channels until the MACs fall by
+    `flops_reduction_pct` (and the parameters by `params_reduction_pct`, when given). `calibration`: a DataLoader
+    of (inputs, labels) or a pair of tensors; for a Hugging Face causal LM, token ids (N, T) or a DataLoader of
+    them. `model` itself is left as it is."""
     kind = model_kind(model)
     if (method, kind) not in METHODS:
         names = sorted(n for n, kd in METHODS if kd == kind)
         raise InvalidArgument(f"method={method!r} for a {kind} model: choose one of {', '.join(names)}")
-    strategy, (batch_size, num_batches) = METHODS[method, kind](keep, ratio, k, seed)
+    if method in WIDTH:
+        if keep is not None or ratio is not None or k is not None or flops_reduction_pct is None:
+            raise InvalidArgument(f"method={method!r} prunes channels to a cost: give flops_reduction_pct= (and "
+                                  "optionally params_reduction_pct=), not keep=, ratio= or k=")  # fmt: skip
+        strategy, (batch_size, num_batches) = METHODS[method, kind](flops_reduction_pct, params_reduction_pct, seed)
+    else:
+        if flops_reduction_pct is not None or params_reduction_pct is not None:
+            raise InvalidArgument(f"method={method!r} prunes depth: give keep= or ratio= (cost targets are for the "
+                                  f"channel methods {', '.join(sorted(WIDTH))})")  # fmt: skip
+        strategy, (batch_size, num_batches) = METHODS[method, kind](keep, ratio, k, seed)
     strategy.check_kind(kind)
     strategy.check(len(prunable_units(model)))
     source = Calibration(calibration, targets_are_inputs=kind == "causal_lm")
@@ -223,6 +307,6 @@ def prune(
         method=method, kept=result.kept, removed=result.removed, segments=result.segments,
         similarity=result.similarity, flops=(count_flops(model, example, dtype), count_flops(result.pruned, example,
         dtype)), params=(count_parameters(model), count_parameters(result.pruned)),
-        search_space=result.search.search_space, seconds=result.seconds,
+        search_space=result.search.search_space, seconds=result.seconds, extra=result.extra,
     )  # fmt: skip
     return result.pruned, report

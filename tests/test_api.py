@@ -6,11 +6,11 @@ import itertools
 
 import pytest
 import torch
-from helpers import compose_with
+from helpers import ROOT, compose_with
 from hydra.utils import instantiate
 
 import sglp
-from sglp.api import METHODS, YAMLS, Calibration
+from sglp.api import METHODS, WIDTH, YAMLS, Calibration
 from sglp.errors import InvalidArgument
 from sglp.metrics import count_flops
 from sglp.models.resnet_cifar import resnet20
@@ -26,7 +26,10 @@ def settings(obj) -> dict:
     return {"type": type(obj).__name__, **plain}
 
 
-@pytest.mark.parametrize("name,kind", sorted(METHODS), ids=[f"{n}-{k}" for n, k in sorted(METHODS)])
+DEPTH = sorted((n, k) for n, k in METHODS if n not in WIDTH)
+
+
+@pytest.mark.parametrize("name,kind", DEPTH, ids=[f"{n}-{k}" for n, k in DEPTH])
 def test_each_named_method_is_its_yamls_components_with_its_defaults(name, kind):
     model = ["model=hf_causal_lm", "model.path=/nowhere"] if kind == "causal_lm" else []
     cfg = compose_with(*model, f"method={YAMLS[name, kind]}", "search.keep=6")
@@ -36,6 +39,47 @@ def test_each_named_method_is_its_yamls_components_with_its_defaults(name, kind)
         assert settings(getattr(built, part)) == settings(getattr(from_yaml, part)), part
     assert (built.name, built.label_groups) == (from_yaml.name, from_yaml.label_groups)
     assert cka_batches == (cfg.calibration.batch_size, cfg.calibration.num_batches)
+
+
+def criterion_settings(c) -> dict:
+    """A channel criterion's settings, its Torch-Pruning importance's and its inner score's included."""
+    inner = {k: settings(getattr(c, k)) for k in ("importance", "within") if hasattr(c, k)}
+    return {**settings(c), **inner}
+
+
+def test_every_channel_method_yaml_has_its_named_form():
+    yamls = {p.stem for p in (ROOT / "configs" / "method").glob("channels_*.yaml")}
+    assert yamls == WIDTH
+
+
+@pytest.mark.parametrize("name", sorted(WIDTH))
+def test_each_channel_method_is_its_yamls_components_with_its_defaults(name):
+    cfg = compose_with(f"method={name}", "strategy.budget.flops_reduction_pct=40",
+                       "strategy.budget.params_reduction_pct=30")  # fmt: skip
+    from_yaml = instantiate(cfg.strategy)
+    built, cka_batches = METHODS[name, "classification"](flops_reduction_pct=40, params_reduction_pct=30, seed=0)
+    assert criterion_settings(built.criterion) == criterion_settings(from_yaml.criterion)
+    assert built.budget == from_yaml.budget and settings(built) == settings(from_yaml)
+    assert cka_batches == (cfg.calibration.batch_size, cfg.calibration.num_batches)
+
+
+def test_a_channel_method_keeps_every_unit_and_the_largest_l1_filters_at_the_cost_asked(data):
+    torch.manual_seed(0)
+    model = resnet20(10, 1).eval()
+    pruned, report = sglp.prune(model, data, method="channels_l1", flops_reduction_pct=40)
+    assert len(prunable_units(pruned)) == 9 == len(report.kept) and not report.removed
+    assert abs(report.flops_reduction_pct - 40) <= 0.5
+    assert report.flops == (count_flops(model, (1, 28, 28)), count_flops(pruned, (1, 28, 28)))
+    width = report.extra["channel_widths_kept"][0]
+    norms = model.blocks[0].conv1.weight.abs().flatten(1).sum(1)  # PFEC: the filters of largest L1 norm stay
+    kept = norms.argsort(descending=True)[:width].sort().values
+    torch.testing.assert_close(pruned.blocks[0].conv1.weight, model.blocks[0].conv1.weight[kept])
+    assert len(prunable_units(model)) == 9 and model.blocks[0].conv1.out_channels == 16  # the original stays
+    for bad in ({"keep": 5}, {}):
+        with pytest.raises(InvalidArgument, match="flops_reduction_pct"):
+            sglp.prune(model, data, method="channels_l1", **bad)
+    with pytest.raises(InvalidArgument, match="prunes depth"):
+        sglp.prune(model, data, method="sglp", keep=5, flops_reduction_pct=40)
 
 
 @pytest.fixture
@@ -72,7 +116,7 @@ def test_a_dataloader_and_a_pair_of_tensors_give_the_same_choice(data):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"method": "sglp_typo"}, "method='sglp_typo' for a classification model: choose one of random, sglp,"),
+        ({"method": "sglp_typo"}, "method='sglp_typo' for a classification model: choose one of channels_chip, "),
         ({"keep": 40}, "search.keep=40 is impossible"),
         ({"keep": 5, "ratio": 0.5}, "set exactly one of search.keep"),
     ],
