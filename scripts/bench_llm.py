@@ -26,7 +26,7 @@ import resource
 import time
 from pathlib import Path
 
-from sglp.report import cpu_model
+from sglp.provenance import cpu_model
 
 LAYERS = 32  # LLaMA-3.1-8B
 

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from sglp.device import default_threads
-from sglp.report import cpu_model, emit_report
+from sglp.provenance import cpu_model
+from sglp.report import emit_report
 
 
 def steps_ms(threads: int, steps: int, start: mp.Event | None = None) -> float:

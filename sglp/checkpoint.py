@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -56,10 +58,16 @@ def _load_state(model: nn.Module, state: dict, path: str | Path) -> None:
         ) from e
 
 
+# What a pruned model's save records beyond `removed`, replayed in this order by `load_pruned`: meta key ->
+# "module:function(model, value)" that redoes it in place. Named, not imported: the methods that write these sit
+# above this layer (sglp.channels writes its removal plan).
+REPLAYS = {"channel_plan": "sglp.channels.groups:apply_plan"}
+
+
 def load_pruned(dense: nn.Module, path: str | Path) -> nn.Module:
     """Rebuild a pruned model saved by the pipeline: remove the recorded units from a freshly
-    built dense model of the same architecture (and, for channel pruning, its recorded channels), then load the
-    pruned weights."""
+    built dense model of the same architecture, replay what else it records (REPLAYS: channel pruning's plan), then
+    load the pruned weights."""
     from sglp.surgery import remove_layers
 
     obj = load_checkpoint(path)
@@ -70,13 +78,23 @@ def load_pruned(dense: nn.Module, path: str | Path) -> nn.Module:
         pruned = remove_layers(dense, removed)
     except InvalidArgument as e:
         raise CheckpointError(f"{path} was pruned from another architecture ({e})") from e
-    plan = obj["meta"].get("channel_plan")
-    if plan is not None:
-        from sglp.channels.groups import apply_plan
-
+    for key, target in REPLAYS.items():
+        if obj["meta"].get(key) is None:
+            continue
+        module, function = target.split(":")
         try:
-            apply_plan(pruned, plan)
+            getattr(importlib.import_module(module), function)(pruned, obj["meta"][key])
         except InvalidArgument as e:
             raise CheckpointError(f"{path} was pruned from another architecture ({e})") from e
     _load_state(pruned, obj["state_dict"], path)
     return pruned
+
+
+def file_digest(paths: list[Path], chunk: int = 1 << 20) -> str:
+    """sha256 over the bytes of `paths`, in the given order (names and places do not count)."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    return h.hexdigest()

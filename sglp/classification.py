@@ -13,8 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sglp.checkpoint import load_pruned, load_weights, save_checkpoint
-from sglp.dense_cache import file_digest
+from sglp.checkpoint import file_digest, load_pruned, load_weights, save_checkpoint
 from sglp.errors import CheckpointError, InvalidArgument
 from sglp.metrics import count_flops, count_parameters, measure_latency, reduction_pct
 from sglp.task import NoFinetuning, Task

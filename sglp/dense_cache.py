@@ -23,16 +23,6 @@ from filelock import FileLock
 log = logging.getLogger(__name__)
 
 
-def file_digest(paths: list[Path], chunk: int = 1 << 20) -> str:
-    """sha256 over the bytes of `paths`, in the given order (names and places do not count)."""
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-    return h.hexdigest()
-
-
 def machine_settings() -> dict[str, Any]:
     """What a latency or accuracy measurement also depends on besides the task's own options."""
     return {"torch": torch.__version__, "threads": torch.get_num_threads(), "host": platform.node(),

@@ -15,7 +15,8 @@ from sglp.checkpoint import save_checkpoint
 from sglp.data.batches import ImageSplits
 from sglp.device import barrier, is_main
 from sglp.errors import InvalidArgument
-from sglp.report import NullLogger, git_commit
+from sglp.loggers import NullLogger
+from sglp.provenance import git_commit
 from sglp.training import SGDConfig, evaluate, train
 
 log = logging.getLogger(__name__)

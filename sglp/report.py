@@ -4,46 +4,18 @@ printed, and logged to Weights & Biases (offline unless configured otherwise).""
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import json
 import math
 import os
-import platform
-import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
-# What a run writes into the repository (result tables, reports, figures) and prose: a change there does not change
-# what a run computes, so it does not make the recorded commit "dirty" (a sweep appending to a tracked
-# results/rows/*.csv used to mark every row after its first one dirty).
-NOT_CODE = (":(top,exclude)results", ":(top,exclude)*.md")
-
-
-def git_commit(root: str | Path = ".") -> str:
-    """The commit of the code this process runs, with '-dirty' if tracked files other than results/ and Markdown
-    differ from it, or 'unknown' outside git. Read once per process and repository: a sweep that outlives a commit
-    keeps recording the code it imported."""
-    return _git_commit(str(Path(root).resolve()))
-
-
-@functools.cache
-def _git_commit(root: str) -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", *NOT_CODE],
-            cwd=root, capture_output=True, text=True,
-        ).stdout.strip()  # fmt: skip
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+from sglp.loggers import NullLogger
+from sglp.provenance import git_commit, provenance  # noqa: F401 (rows record them)
 
 
 def _cell(v: Any) -> Any:
@@ -86,32 +58,6 @@ PAPER_COLUMNS = {
     "LR bs=64 (%)": "latency_reduction_pct_bs64",
     "Avg Acc.": "avg_acc_pruned",
 }
-
-
-def cpu_model() -> str:
-    """The processor's model name (Linux /proc/cpuinfo; else platform.processor()), e.g. 'AMD EPYC 7B13'."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def provenance(stage: str) -> dict[str, Any]:
-    """Where and when a run's stage happened, for its row: UTC time, the machine (CPU model, cores, GPU), the
-    torch threads and the 1-minute load average (how busy the machine was: timings are comparable only at equal
-    load). `stage` prefixes the time and load keys: provenance("start") -> start_utc, load_start, ..."""
-    import torch
-
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    out: dict[str, Any] = {f"{stage}_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), f"load_{stage}": load}
-    if stage == "start":
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-        out.update({"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "gpu": gpu})
-    return out
 
 
 def paper_columns(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -244,25 +190,6 @@ def format_row(row: Mapping[str, Any]) -> str:
     with console.capture() as cap:
         console.print(table)
     return cap.get()
-
-
-class NullLogger:
-    """Logs nothing (logger=none)."""
-
-    def start(self, name: str, config: Mapping[str, Any], run_dir: str | Path, tags: list[str] | None = None) -> None:
-        pass
-
-    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        pass
-
-    def log_image(self, key: str, path: str | Path) -> None:
-        pass
-
-    def log_artifact(self, path: str | Path, name: str) -> None:
-        pass
-
-    def finish(self, summary: Mapping[str, Any] | None = None) -> None:
-        pass
 
 
 class WandbLogger(NullLogger):

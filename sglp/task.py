@@ -17,8 +17,8 @@ from typing import Any
 from torch import nn
 
 from sglp import validation
+from sglp.calibration import SplitCalibration
 from sglp.errors import InvalidArgument
-from sglp.scorers.base import SplitCalibration
 
 
 @dataclass

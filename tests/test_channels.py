@@ -30,6 +30,7 @@ from sglp.channels.groups import (
     dependency_graph,
     keep_counts_by_share,
     removal_plan,
+    root_group,
 )
 from sglp.errors import InvalidArgument
 from sglp.models.resnet_cifar import resnet20, resnet56
@@ -188,8 +189,7 @@ def test_l1_importance_is_the_root_filters_l1_norm():
     model = resnet20(10, 1)
     graph, groups = groups_of(model)
     crit = TorchPruningImportance(tp.importance.MagnitudeImportance(p=1, group_reduction="first", normalizer=None))
-    ev = type("E", (), {"group": lambda self, i: __import__("sglp.channels.groups").channels.groups.root_group(
-        graph, model.blocks[0].conv1), "groups": groups})()  # fmt: skip
+    ev = type("E", (), {"group": lambda self, i: root_group(graph, model.blocks[0].conv1), "groups": groups})()
     torch.testing.assert_close(crit.scores(ev, 0), model.blocks[0].conv1.weight.abs().flatten(1).sum(1))
 
 

@@ -164,7 +164,7 @@ def test_git_commit_is_dirty_for_code_not_for_results_or_prose(tmp_path):
     appending to a tracked results table, or an edited README, leaves it clean. Checked against real git."""
     import subprocess
 
-    from sglp.report import _git_commit, git_commit
+    from sglp.provenance import _git_commit, git_commit
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()

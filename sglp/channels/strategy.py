@@ -12,10 +12,12 @@ from torch import nn
 from sglp.channels.criteria import ChannelCriterion, ChannelEvidence
 from sglp.channels.groups import RatioPolicy, WidthCost, apply_plan, channel_groups, dependency_graph, removal_plan
 from sglp.errors import InvalidArgument
+from sglp.metrics import count_flops
 from sglp.scorers.base import CalibrationSource
 from sglp.search import SearchResult
 from sglp.search_journal import SearchJournal
 from sglp.strategy import PruneResult, Strategy, timed
+from sglp.surgery import remove_layers
 from sglp.units import prunable_units
 
 
@@ -130,15 +132,17 @@ class DepthThenChannels(ChannelPruning):
     def plan(self, model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, str]]:
         """The depth step's plan and the channel groups (the channel step's widths depend on the units depth keeps);
         InvalidArgument when every removal of the depth step's size already exceeds the total MACs target."""
-        from sglp.operating_points import CostModel
-
         total, units = self.budget.flops_reduction_pct, len(prunable_units(model))
         keep = self.depth.units_kept_target(units)
         if keep is not None and keep < units:
-            least = CostModel.of(model, input_shape).reachable(units - keep).macs_range[0]
+            dense = count_flops(model, input_shape)
+            saving = [dense - count_flops(remove_layers(model, [i]), input_shape) for i in range(units)]
+            cheapest = sorted(range(units), key=saving.__getitem__)[: units - keep]
+            least = 100 * (1 - count_flops(remove_layers(model, cheapest), input_shape) / dense)
             if least >= total:
-                raise InvalidArgument(f"the depth step (keep {keep} of {units} units) removes at least {least:.1f} % "
-                                      f"of the MACs, beyond the total target {total} %: keep more units")  # fmt: skip
+                raise InvalidArgument(f"the depth step (keep {keep} of {units} units) removes {least:.1f} % of the "
+                                      f"MACs even with its cheapest units, beyond the total target {total} %: keep "
+                                      "more units")  # fmt: skip
         groups = channel_groups(model, dependency_graph(model, input_shape))
         return [*self.depth.plan(model, input_shape),
                 ("channel groups", f"{len(groups)} prunable conv groups of {sum(g.width for g in groups):,} "

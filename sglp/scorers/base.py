@@ -4,37 +4,16 @@ that read calibration batches."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from sglp.calibration import CalibrationSource, SplitCalibration  # noqa: F401 (the contract's source)
 from sglp.device import model_device
 from sglp.errors import InvalidArgument
 from sglp.modes import channels_last
 from sglp.units import SplitForward
-
-# calibration(batch_size, num_batches) -> (x, y) batches from the held-out calibration split
-CalibrationSource = Callable[[int, int], Iterable[tuple[torch.Tensor, torch.Tensor]]]
-
-
-class SplitCalibration:
-    """A job's calibration source: `source(batch_size, num_batches)` gives batches of the held-out calibration split
-    (seeded shuffle, no augmentation); `source.train_per_class(per_class, batch_size)` gives class-balanced training
-    examples (what probes are fitted on). Any callable with the first signature is a calibration source too."""
-
-    def __init__(self, data, seed: int = 0) -> None:
-        self.data, self.seed = data, seed
-
-    def __call__(self, batch_size: int, num_batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return list(self.data.calib_batches(batch_size, num_batches, seed=self.seed))
-
-    def train_per_class(self, per_class: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        if not hasattr(self.data, "train_per_class"):
-            raise InvalidArgument(
-                f"{type(self.data).__name__} has no class-balanced training examples: set scorer.fit_per_class=null"
-            )
-        return list(self.data.train_per_class(per_class, batch_size, seed=self.seed))
 
 
 class Scorer(ABC):
