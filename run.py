@@ -16,7 +16,7 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from sglp.experiment.cli import check_command_line, run_or_exit  # noqa: E402
-from sglp.resolvers import register as register_resolvers  # noqa: E402
+from sglp.experiment.resolvers import register as register_resolvers  # noqa: E402
 
 register_resolvers()  # ${slug:...}, ${pick:...} in configs/
 CONFIGS = Path(__file__).resolve().parent / "configs"

@@ -1,4 +1,5 @@
-"""Benchmark of the cost model (sglp.operating_points.CostModel.of) on this machine: counting every single removal
+"""Benchmark of the cost model (sglp.experiment.operating_points.CostModel.of) on this machine: counting every
+single removal
 on the meta device vs on a zero-filled CPU copy (`counting_twin`), same counts required.
 
     python scripts/bench_costs.py --out results/bench_costs.md
@@ -18,10 +19,10 @@ from pathlib import Path
 import torch
 from bench_search import timed  # best-of-n wall time; scripts/ is on the path when run as a script
 
-from sglp.models.resnet_cifar import resnet56
-from sglp.models.torchvision_nets import torchvision_classifier
-from sglp.models.vgg_cifar import vgg16_bn
-from sglp.operating_points import CostModel, build_on_meta
+from sglp.experiment.operating_points import CostModel, build_on_meta
+from sglp.kinds.classification.models.resnet_cifar import resnet56
+from sglp.kinds.classification.models.torchvision_nets import torchvision_classifier
+from sglp.kinds.classification.models.vgg_cifar import vgg16_bn
 
 MODELS = {  # name -> (factory, input shape)
     "ResNet-56 (CIFAR, 27 blocks)": (lambda: resnet56(num_classes=10), (3, 32, 32)),

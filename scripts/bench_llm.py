@@ -26,7 +26,7 @@ import resource
 import time
 from pathlib import Path
 
-from sglp.provenance import cpu_model
+from sglp.core.provenance import cpu_model
 
 LAYERS = 32  # LLaMA-3.1-8B
 
@@ -57,7 +57,7 @@ def cka_job(args: tuple[str, int, int, int]) -> dict:
     """One CKA measurement in this (fresh) process: form, n rows, width d, L layers."""
     import torch
 
-    from sglp.similarity import cka_matrix
+    from sglp.core.similarity import cka_matrix
 
     form, n, d, layers = args
     torch.set_num_threads(os.cpu_count() or 1)
@@ -77,9 +77,10 @@ def search_job(args: tuple[int, int, int, int, int]) -> dict:
     """The perplexity search with and without prefix reuse, and one full forward, in this process."""
     import torch
 
-    from sglp.llm.perplexity import PerplexityScorer, token_nll
-    from sglp.search import SegmentSearch
-    from sglp.segmentation import uniform_segments
+    from sglp.core.segmentation import uniform_segments
+    from sglp.kinds.causal_lm.perplexity import token_nll
+    from sglp.methods.scorers.perplexity import PerplexityScorer
+    from sglp.methods.search import SegmentSearch
 
     hidden, vocab, seq, batch, batches = args
     torch.set_num_threads(os.cpu_count() or 1)
@@ -141,12 +142,12 @@ def prune_job(args: tuple[int, int, int, int, int]) -> dict:
     surgery in place: CausalLMTask.surgery_in_place, the dense model's cost measured before)."""
     import torch
 
-    from sglp.llm.perplexity import PerplexityScorer
-    from sglp.llm.task import CausalLMTask
-    from sglp.search import SegmentSearch
-    from sglp.segmentation import FisherSegmenter
-    from sglp.similarity import CKA
-    from sglp.strategy import SegmentedPruning
+    from sglp.core.segmentation import FisherSegmenter
+    from sglp.core.similarity import CKA
+    from sglp.kinds.causal_lm.task import CausalLMTask
+    from sglp.methods.scorers.perplexity import PerplexityScorer
+    from sglp.methods.search import SegmentSearch
+    from sglp.methods.strategy import SegmentedPruning
 
     hidden, vocab, seq, batch, batches = args
     torch.set_num_threads(os.cpu_count() or 1)
@@ -221,8 +222,8 @@ def main() -> None:
     lines += ["", f"Largest |Gram form - feature form| over n = {', '.join(map(str, both))}: {diff:.1e}.", ""]
     feat = [r for r in rows if r["form"] == "features"]
     gram = [r for r in rows if r["form"] == "gram"]
-    # the pre-flight's memory model (sglp.preflight.cka_bytes) against the largest measurement of each form
-    from sglp.preflight import cka_bytes
+    # the pre-flight's memory model (sglp.experiment.preflight.cka_bytes) against the largest measurement of each form
+    from sglp.experiment.preflight import cka_bytes
 
     def modelled_mb(n: int, form: str, width: int, itemsize: int) -> float:
         return cka_bytes([width] * LAYERS, n, form, "linear", itemsize)[0] / 2**20
@@ -233,7 +234,8 @@ def main() -> None:
     f8 = f_per * modelled_mb(n8, "features", d8, 2) / 2**10  # bf16 outputs
     g8 = g_per * modelled_mb(n8, "gram", d8, 2) / 2**10
     lines += [
-        f"Measured over the pre-flight's memory model (`sglp.preflight.cka_bytes`: the outputs in their dtype, two "
+        "Measured over the pre-flight's memory model (`sglp.experiment.preflight.cka_bytes`: the outputs in their "
+        f"dtype, two "
         f"centred float64 copies and a d x d product; or L + 2 float64 Grams): features {f_per:.2f}, Gram "
         f"{g_per:.2f} at the largest n of each. Table 4's CKA (L = 32, n = 128 x 128 = 16,384 tokens, d = 4096, "
         f"bf16 outputs) by that model and factor: **features {f8:.1f} GB, Gram {g8:.0f} GB**. The feature form's "

@@ -1,6 +1,6 @@
 """Benchmark of parallel jobs sharing the CPU: ResNet-56 forward+backward steps (batch 64, Fashion-MNIST shapes),
 one process alone vs two at once with every core each (the old `threads: null`) vs two at once with the default
-share (`sglp.device.default_threads`: cores // jobs each, what `hydra/launcher=parallel` now gets).
+share (`sglp.core.device.default_threads`: cores // jobs each, what `hydra/launcher=parallel` now gets).
 
     python scripts/bench_parallel.py --out results/bench_parallel.md
 
@@ -15,16 +15,16 @@ import os
 import time
 from pathlib import Path
 
-from sglp.device import default_threads
-from sglp.provenance import cpu_model
-from sglp.report import emit_report
+from sglp.core.device import default_threads
+from sglp.core.provenance import cpu_model
+from sglp.experiment.report import emit_report
 
 
 def steps_ms(threads: int, steps: int, start: mp.Event | None = None) -> float:
     """Median ms per fwd+bwd step of ResNet-56 at batch 64 on (1, 28, 28) inputs with `threads` torch threads."""
     import torch
 
-    from sglp.models.resnet_cifar import resnet56
+    from sglp.kinds.classification.models.resnet_cifar import resnet56
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

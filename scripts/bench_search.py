@@ -22,15 +22,15 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from sglp.methods.scorers.gradnorm import GradNormScorer
 
-from sglp.activations import unit_output_hooks
-from sglp.models.resnet_cifar import resnet56
-from sglp.report import emit_report
-from sglp.scorers.gradnorm import GradNormScorer
-from sglp.search import SegmentSearch
-from sglp.segmentation import fisher_dp, segment_diameters, unit_representation
-from sglp.similarity import cka_matrix
-from sglp.units import units_bypassed
+from sglp.core.activations import unit_output_hooks
+from sglp.core.segmentation import fisher_dp, segment_diameters, unit_representation
+from sglp.core.similarity import cka_matrix
+from sglp.core.units import units_bypassed
+from sglp.experiment.report import emit_report
+from sglp.kinds.classification.models.resnet_cifar import resnet56
+from sglp.methods.search import SegmentSearch
 
 
 def rss_mb() -> float:

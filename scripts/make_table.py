@@ -14,9 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from sglp.plots import plot_accuracy_vs_reduction, plot_curve
-from sglp.report import emit_report
-from sglp.tables import (
+from sglp.experiment.plots import plot_accuracy_vs_reduction, plot_curve
+from sglp.experiment.report import emit_report
+from sglp.experiment.tables import (
     STAND_IN_SUFFIX,
     build_lines,
     curve,

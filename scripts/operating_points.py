@@ -10,18 +10,16 @@ the nearest point and its distance, and every depth within tolerance. Costs only
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from sglp.experiment.operating_points import DEFAULT_TOLERANCE_PP, CostModel, build_on_meta
+from sglp.experiment.tables import as_number, cost_rows
 
-from sglp.operating_points import DEFAULT_TOLERANCE_PP, CostModel, build_on_meta  # noqa: E402
-from sglp.tables import as_number, cost_rows  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cost_model(experiment: str, cache: dict) -> CostModel:

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sglp.report import emit_report
+from sglp.experiment.report import emit_report
 
 SUMMARY = [
     ("model / dataset", lambda r: f"{r['model']} / {r['dataset']}"),

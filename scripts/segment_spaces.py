@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sglp.checkpoint import load_weights
+from sglp.core.checkpoint import load_weights
+from sglp.core.segmentation import REPRESENTATIONS, fisher_segments
+from sglp.core.similarity import CKA
 from sglp.data.fashion_mnist import load_fashion_mnist
-from sglp.models.resnet_cifar import resnet56
-from sglp.report import emit_report
-from sglp.search import SegmentSearch
-from sglp.segmentation import REPRESENTATIONS, fisher_segments
-from sglp.similarity import CKA
+from sglp.experiment.report import emit_report
+from sglp.kinds.classification.models.resnet_cifar import resnet56
+from sglp.methods.search import SegmentSearch
 
 
 def main() -> None:

@@ -27,13 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from sglp.core.metrics import spearman
+from sglp.core.stats import bootstrap_interval
+from sglp.experiment.report import append_row, emit_report
+from sglp.experiment.tables import as_number, read_csv
 
-from sglp.metrics import spearman  # noqa: E402
-from sglp.report import append_row, emit_report  # noqa: E402
-from sglp.stats import bootstrap_interval  # noqa: E402
-from sglp.tables import as_number, read_csv  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # per scorer: a value where larger = preferred
 PREFERENCE = {
@@ -56,18 +55,18 @@ def draw_candidates(segments: list[list[int]], alloc: list[int], n: int, seed: i
 
 
 def run(args) -> None:
-    from sglp.checkpoint import load_weights
-    from sglp.criteria.random import RandomUnits
+    from sglp.core.checkpoint import load_weights
+    from sglp.core.segmentation import FisherSegmenter
+    from sglp.core.similarity import CKA
+    from sglp.core.surgery import remove_layers
+    from sglp.core.units import units_bypassed
     from sglp.data.fashion_mnist import load_fashion_mnist
-    from sglp.models.resnet_cifar import resnet56
-    from sglp.scorers.gradnorm import GradNormScorer
-    from sglp.scorers.loss import LossScorer
-    from sglp.search import SegmentSearch
-    from sglp.segmentation import FisherSegmenter
-    from sglp.similarity import CKA
-    from sglp.surgery import remove_layers
-    from sglp.training import SGDConfig, evaluate, train
-    from sglp.units import units_bypassed
+    from sglp.kinds.classification.models.resnet_cifar import resnet56
+    from sglp.kinds.classification.training import SGDConfig, evaluate, train
+    from sglp.methods.criteria.random import RandomUnits
+    from sglp.methods.scorers.gradnorm import GradNormScorer
+    from sglp.methods.scorers.loss import LossScorer
+    from sglp.methods.search import SegmentSearch
 
     done = {r["key"] for r in read_csv(args.rows)}
     data = load_fashion_mnist()

@@ -1,4 +1,4 @@
-"""Fill the README's generated blocks from files the code wrote (never typed by hand).
+"""Fill the generated blocks of README.md and experiments/README.md from files the code wrote (never typed by hand).
 
     python scripts/update_readme.py
 
@@ -9,6 +9,7 @@ Blocks are delimited by `<!-- NAME:start -->` / `<!-- NAME:end -->`:
 - any other NAME with a results/NAME.md (`scorer_study`, `baselines_fashion_mnist`, the CPU stand-ins of the paper
   tables, ...): that file without its title line (image links pointed into results/);
 - `verdict_findings`: the "Findings" section of results/verdicts.md;
+- `tables_index` (experiments/README.md): the index of paper tables (sglp.experiment.tables.tables_index);
 - hand-written blocks (`faults_summary`) are left alone.
 A block with no source is an error.
 """
@@ -21,6 +22,8 @@ import re
 from pathlib import Path
 
 import torch
+
+from sglp.experiment.tables import tables_index
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,7 +122,8 @@ def result_section(name: str, heading: str) -> str:
 
 def block_body(name: str) -> str | None:
     """What block NAME holds, from the files the code wrote; None for a hand-written block."""
-    builders = {"checkpoint": checkpoint_block, "llm_checkpoint": llm_checkpoint_block}
+    builders = {"checkpoint": checkpoint_block, "llm_checkpoint": llm_checkpoint_block,
+                "tables_index": lambda: tables_index(ROOT / "experiments", ROOT / "results")}  # fmt: skip
     if name in HAND_WRITTEN:
         return None
     if name in builders:
@@ -141,13 +145,17 @@ def fill(text: str) -> str:
     return BLOCK.sub(refill, text)
 
 
+PAGES = ("README.md", "experiments/README.md")  # the pages with generated blocks
+
+
 def main() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    new = fill(text)
-    readme.write_text(new)
-    names = [m.group(2) for m in BLOCK.finditer(text)]
-    print("README.md:", "updated" if new != text else "unchanged", "— blocks", ", ".join(names))
+    for page in PAGES:
+        path = ROOT / page
+        text = path.read_text()
+        new = fill(text)
+        path.write_text(new)
+        names = [m.group(2) for m in BLOCK.finditer(text)]
+        print(f"{page}:", "updated" if new != text else "unchanged", "— blocks", ", ".join(names))
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sglp.report import emit_report
-from sglp.tables import read_rows
-from sglp.verdicts import render
+from sglp.experiment.report import emit_report
+from sglp.experiment.tables import read_rows
+from sglp.experiment.verdicts import render
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from sglp.errors import InvalidArgument
-from sglp.metrics import count_flops, count_parameters, reduction_pct
-from sglp.search import SegmentSearch
-from sglp.strategy import SegmentedPruning, Strategy
-from sglp.units import prunable_units
+from sglp.core.errors import InvalidArgument
+from sglp.core.metrics import count_flops, count_parameters, reduction_pct
+from sglp.core.units import prunable_units
+from sglp.methods.search import SegmentSearch
+from sglp.methods.strategy import SegmentedPruning, Strategy
 
 # name -> builder -> (Strategy, (CKA batch size, CKA batches)): a depth builder(keep, ratio, k, seed), a width
 # (channel) builder(flops_reduction_pct, params_reduction_pct, seed)
@@ -58,9 +58,9 @@ def _cka_fisher_gradnorm(
     estimator: str, representation: str, k: int, search: SegmentSearch, seed: int, **gradnorm: Any
 ) -> Strategy:
     """configs/strategy/segmented.yaml with linear CKA, Fisher segments and GradNorm: the SGLP methods' shape."""
-    from sglp.scorers.gradnorm import GradNormScorer
-    from sglp.segmentation import FisherSegmenter
-    from sglp.similarity import CKA
+    from sglp.core.segmentation import FisherSegmenter
+    from sglp.core.similarity import CKA
+    from sglp.methods.scorers.gradnorm import GradNormScorer
 
     return SegmentedPruning(CKA(estimator, "linear"), FisherSegmenter(k=k, representation=representation), search,
                             GradNormScorer(num_batches=1, init_seed=seed, **gradnorm))  # fmt: skip
@@ -86,7 +86,7 @@ def _sglp_paper_exact(keep: int | None, ratio: float | None, k: int | None, seed
 
 def _one_shot(scorer, keep: int | None, ratio: float | None, seed: int) -> Strategy:
     """configs/strategy/one_shot.yaml: one segment, the most important units kept."""
-    from sglp.segmentation import UniformSegmenter
+    from sglp.core.segmentation import UniformSegmenter
 
     return SegmentedPruning(None, UniformSegmenter(k=1), SegmentSearch(keep=keep, ratio=ratio, seed=seed), scorer,
                             name="one-shot", label_groups=("scorer",))  # fmt: skip
@@ -96,9 +96,9 @@ def _one_shot(scorer, keep: int | None, ratio: float | None, seed: int) -> Strat
 def _sglp_llm(keep: int | None, ratio: float | None, k: int | None, seed: int) -> Built:
     """configs/method/sglp_llm.yaml with model=hf_causal_lm: unbiased linear CKA with one row per token, Fisher
     segments of full rows, every combination of the allotted size, lowest calibration perplexity kept (ours)."""
-    from sglp.llm.perplexity import PerplexityScorer
-    from sglp.segmentation import FisherSegmenter
-    from sglp.similarity import CKA
+    from sglp.core.segmentation import FisherSegmenter
+    from sglp.core.similarity import CKA
+    from sglp.methods.scorers.perplexity import PerplexityScorer
 
     return SegmentedPruning(CKA("unbiased", "linear", token_rows=True),
                             FisherSegmenter(k=3 if k is None else k, representation="row"),
@@ -108,14 +108,14 @@ def _sglp_llm(keep: int | None, ratio: float | None, k: int | None, seed: int) -
 
 @method("random", kinds=KINDS)
 def _random(keep: int | None, ratio: float | None, k: int | None, seed: int) -> Built:
-    from sglp.criteria.random import RandomUnits
+    from sglp.methods.criteria.random import RandomUnits
 
     return _one_shot(RandomUnits(seed=seed), keep, ratio, seed), CKA_BATCHES
 
 
 @method("shortgpt", kinds=KINDS)
 def _shortgpt(keep: int | None, ratio: float | None, k: int | None, seed: int) -> Built:
-    from sglp.criteria.block_influence import BlockInfluence
+    from sglp.methods.criteria.block_influence import BlockInfluence
 
     return _one_shot(BlockInfluence(num_batches=2, batch_size=64), keep, ratio, seed), CKA_BATCHES
 
@@ -126,7 +126,7 @@ def _torch_pruning(importance: str, **settings: Any) -> Callable[[], Any]:
     def make():
         import torch_pruning as tp
 
-        from sglp.channels.criteria import TorchPruningImportance
+        from sglp.methods.channels.criteria import TorchPruningImportance
 
         grads = settings.pop("needs_grads", False)
         return TorchPruningImportance(getattr(tp.importance, importance)(**settings), needs_grads=grads)
@@ -136,7 +136,7 @@ def _torch_pruning(importance: str, **settings: Any) -> Callable[[], Any]:
 
 def _criterion(cls: str, **settings: Any) -> Callable[[], Any]:
     def make():
-        from sglp.channels import criteria
+        from sglp.methods.channels import criteria
 
         return getattr(criteria, cls)(**settings)
 
@@ -147,7 +147,7 @@ def _segmented(within: str) -> Callable[[], Any]:
     """configs/channel_criterion/sglp.yaml (its `within` score replaced for the matched control)."""
 
     def make():
-        from sglp.channels import criteria
+        from sglp.methods.channels import criteria
 
         return criteria.SegmentedChannels(getattr(criteria, within)(), estimator="biased", representation="row_sum",
                                           order="spectral", k=4, quota="share")  # fmt: skip
@@ -172,8 +172,8 @@ def _channels(make_criterion: Callable[[], Any]) -> Callable[..., Built]:
     """configs/strategy/channels.yaml with this criterion and the cost targets given."""
 
     def build(flops_reduction_pct: float, params_reduction_pct: float | None, seed: int) -> Built:
-        from sglp.channels.groups import RatioPolicy
-        from sglp.channels.strategy import ChannelPruning
+        from sglp.methods.channels.groups import RatioPolicy
+        from sglp.methods.channels.strategy import ChannelPruning
 
         budget = RatioPolicy(flops_reduction_pct=flops_reduction_pct, params_reduction_pct=params_reduction_pct)
         return ChannelPruning(make_criterion(), budget, calib_batch_size=64, calib_batches=2), CKA_BATCHES

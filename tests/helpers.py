@@ -8,8 +8,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from sglp.resolvers import register as register_resolvers
-from sglp.tables import load_spec, table_folder
+from sglp.experiment.resolvers import register as register_resolvers
+from sglp.experiment.tables import load_spec, table_folder
 
 register_resolvers()
 

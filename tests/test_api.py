@@ -11,11 +11,11 @@ from hydra.utils import instantiate
 
 import sglp
 from sglp.api import METHODS, WIDTH, YAMLS, Calibration
-from sglp.errors import InvalidArgument
-from sglp.metrics import count_flops
-from sglp.models.resnet_cifar import resnet20
-from sglp.surgery import remove_layers
-from sglp.units import prunable_units
+from sglp.core.errors import InvalidArgument
+from sglp.core.metrics import count_flops
+from sglp.core.surgery import remove_layers
+from sglp.core.units import prunable_units
+from sglp.kinds.classification.models.resnet_cifar import resnet20
 
 
 def settings(obj) -> dict:
@@ -177,7 +177,7 @@ def tiny_qwen2():
 
 def test_prune_a_hugging_face_causal_lm_from_token_ids():
     """method="sglp" on a decoder LM is the LLM tables' form (token CKA, lowest perplexity in each segment)."""
-    from sglp.llm.perplexity import perplexity
+    from sglp.kinds.causal_lm.perplexity import perplexity
 
     model = tiny_qwen2()
     ids = torch.randint(0, 128, (32, 16), generator=torch.Generator().manual_seed(0))

@@ -1,4 +1,4 @@
-"""Channel pruning (sglp.channels) against independent references: the real pruned model's count, exact function
+"""Channel pruning (sglp.methods.channels) against independent references: the real pruned model's count, exact function
 preservation, textbook formulas (SVD nuclear norms, matrix ranks, the Gram-pair CKA) and brute force."""
 
 import copy
@@ -12,7 +12,13 @@ import torch
 from helpers import ROOT
 from torch import nn
 
-from sglp.channels.criteria import (
+from sglp.core.errors import InvalidArgument
+from sglp.core.segmentation import fisher_segments
+from sglp.core.similarity import cka_matrix
+from sglp.experiment.operating_points import macs_and_params
+from sglp.kinds.classification.models.resnet_cifar import resnet20, resnet56
+from sglp.kinds.classification.models.vgg_cifar import vgg16_bn
+from sglp.methods.channels.criteria import (
     HRank,
     ScoredCriterion,
     SegmentedChannels,
@@ -22,7 +28,7 @@ from sglp.channels.criteria import (
     equal_counts,
     spectral_order,
 )
-from sglp.channels.groups import (
+from sglp.methods.channels.groups import (
     RatioPolicy,
     WidthCost,
     apply_plan,
@@ -32,12 +38,6 @@ from sglp.channels.groups import (
     removal_plan,
     root_group,
 )
-from sglp.errors import InvalidArgument
-from sglp.models.resnet_cifar import resnet20, resnet56
-from sglp.models.vgg_cifar import vgg16_bn
-from sglp.operating_points import macs_and_params
-from sglp.segmentation import fisher_segments
-from sglp.similarity import cka_matrix
 
 SHAPE = (1, 28, 28)
 
@@ -269,8 +269,8 @@ def _images(batch_size: int, num_batches: int):
 
 
 def test_depth_then_channels_meets_the_total_target_against_the_dense_model_and_rebuilds():
-    from sglp.surgery import remove_layers
-    from sglp.units import prunable_units
+    from sglp.core.surgery import remove_layers
+    from sglp.core.units import prunable_units
 
     torch.manual_seed(0)
     model = resnet20(10, 1).eval()

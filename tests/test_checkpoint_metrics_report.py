@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from sglp.checkpoint import load_pruned, load_weights, save_checkpoint
-from sglp.errors import CheckpointError
-from sglp.metrics import count_flops, count_parameters, measure_latency, reduction_pct
-from sglp.models.resnet_cifar import resnet20, resnet56
-from sglp.report import append_row, config_key, find_row, write_row
-from sglp.surgery import remove_layers
+from sglp.core.checkpoint import load_pruned, load_weights, save_checkpoint
+from sglp.core.errors import CheckpointError
+from sglp.core.metrics import count_flops, count_parameters, measure_latency, reduction_pct
+from sglp.core.surgery import remove_layers
+from sglp.experiment.report import append_row, config_key, find_row, write_row
+from sglp.kinds.classification.models.resnet_cifar import resnet20, resnet56
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
@@ -132,7 +132,7 @@ def test_spearman_matches_textbook_formula():
     """Without ties, rho = 1 - 6 sum d^2 / (n (n^2 - 1))."""
     import random
 
-    from sglp.metrics import ranks, spearman
+    from sglp.core.metrics import ranks, spearman
 
     rng = random.Random(0)
     for n in (5, 9, 20):
@@ -164,7 +164,7 @@ def test_git_commit_is_dirty_for_code_not_for_results_or_prose(tmp_path):
     appending to a tracked results table, or an edited README, leaves it clean. Checked against real git."""
     import subprocess
 
-    from sglp.provenance import _git_commit, git_commit
+    from sglp.core.provenance import _git_commit, git_commit
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
@@ -197,7 +197,7 @@ def test_git_commit_is_dirty_for_code_not_for_results_or_prose(tmp_path):
 
 
 def test_committed_text_and_rows_hold_no_machine_paths(tmp_path, monkeypatch):
-    from sglp.report import portable_path, portable_text
+    from sglp.experiment.report import portable_path, portable_text
 
     assert portable_text("root: /home/u/sglp\ndata: /home/u/sglp/data", "/home/u/sglp/") == "root: .\ndata: ./data"
     assert portable_text("path: /home/u/sglp/data", "/home/u/sglp") == "path: ./data"

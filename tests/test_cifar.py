@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from sglp.core.errors import DataNotFoundError
 from sglp.data.cifar import VARIANTS, load_cifar
-from sglp.errors import DataNotFoundError
 
 
 def write_cifar(root, num_classes: int, per_file: int = 12, seed: int = 0) -> dict:

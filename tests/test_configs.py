@@ -7,7 +7,7 @@ from helpers import CONFIGS, compose_with, with_examples
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sglp.units import prunable_units
+from sglp.core.units import prunable_units
 
 GROUPS = [
     "model",

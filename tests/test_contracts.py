@@ -1,11 +1,12 @@
 """The contracts of sglp's extension points, over every yaml of their config groups (timm-style: a new scorer,
 segmenter, strategy or model yaml is tested without writing a test).
 
-- scorers (`sglp.scorers.base.Scorer`): prepare on a real model, score a candidate or give one importance per unit,
+- scorers (`sglp.methods.scorers.base.Scorer`): prepare on a real model, score a candidate or give one importance
+  per unit,
   and the direction (`maximize`) each yaml promises;
-- segmenters (`sglp.segmentation.Segmenter`): a Segmentation of contiguous segments covering every unit;
-- strategies (`sglp.strategy.Strategy`): check, prune without touching the model, describe and label the row;
-- models (`sglp.units.PrunableModel` and its optional hooks) and their kind (`sglp.task.Task`).
+- segmenters (`sglp.core.segmentation.Segmenter`): a Segmentation of contiguous segments covering every unit;
+- strategies (`sglp.methods.strategy.Strategy`): check, prune without touching the model, describe and label the row;
+- models (`sglp.core.units.PrunableModel` and its optional hooks) and their kind (`sglp.kinds.base.Task`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import torch
 from helpers import CONFIGS, compose_with, with_examples
 from hydra.utils import instantiate
 
-from sglp.errors import InvalidArgument, SGLPError
-from sglp.scorers.base import Scorer
-from sglp.segmentation import Segmentation, Segmenter
-from sglp.strategy import PruneResult, Strategy
-from sglp.task import Task
-from sglp.units import PrunableModel, SplitForward, prunable_units, units_bypassed
+from sglp.core.errors import InvalidArgument, SGLPError
+from sglp.core.segmentation import Segmentation, Segmenter
+from sglp.core.units import PrunableModel, SplitForward, prunable_units, units_bypassed
+from sglp.kinds.base import Task
+from sglp.methods.scorers.base import Scorer
+from sglp.methods.strategy import PruneResult, Strategy
 
 
 def options(group: str) -> list[str]:
@@ -96,13 +97,13 @@ def language_model():
 
 
 def scorer_setup(name: str):
-    """(scorer, model, calibration) for a scorer yaml: LLM scorers (sglp.llm) on a tiny random LLaMA."""
+    """(scorer, model, calibration) for a scorer yaml: scorers of causal LMs only on a tiny random LLaMA."""
     cfg = compose_with(f"scorer={name}")
     for key, cap in (("batch_size", 8), ("num_batches", 1), ("steps", 5), ("fit_per_class", 2)):
         if cfg.scorer.get(key) is not None:
             cfg.scorer[key] = min(int(cfg.scorer[key]), cap)
     scorer = instantiate(cfg.scorer)
-    if type(scorer).__module__.startswith("sglp.llm"):
+    if "classification" not in scorer.kinds:  # a language-model scorer
         return scorer, language_model(), Calibration((16,), 64, tokens=True)
     return scorer, vision_model(), Calibration((1, 28, 28), 10)
 
@@ -229,7 +230,7 @@ def test_model_yaml_selects_its_kind_and_builds_a_task(name):
 def test_model_exposes_prunable_units_and_its_optional_hooks_are_exact(name):
     cfg = model_config(name)
     if cfg.model.get("kind") == "causal_lm":
-        from sglp.operating_points import build_on_meta
+        from sglp.experiment.operating_points import build_on_meta
 
         arch = cfg.model.get("arch") or cfg.model.build
         extra = {} if cfg.model.get("arch") else {"vocab_size": 64}
@@ -240,7 +241,7 @@ def test_model_exposes_prunable_units_and_its_optional_hooks_are_exact(name):
 
         model = build_on_meta(build)
         if cfg.model.get("arch"):  # fields written out, or a config.json to read (model=hf_causal_lm and its kin)
-            from sglp.llm.models import pretrained_config
+            from sglp.kinds.causal_lm.models import pretrained_config
 
             a = cfg.model.arch
             expected = pretrained_config(a.path).num_hidden_layers if "path" in a else a.num_hidden_layers

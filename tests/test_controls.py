@@ -1,12 +1,12 @@
-"""Matched controls (sglp.controls): random units drawn the way a method drew its own."""
+"""Matched controls (sglp.methods.controls): random units drawn the way a method drew its own."""
 
 import itertools
 from collections import Counter
 
 import pytest
 
-from sglp.controls import CONTROLS, check_controls, control_kept, kept_per_segment
-from sglp.errors import InvalidArgument
+from sglp.core.errors import InvalidArgument
+from sglp.methods.controls import CONTROLS, check_controls, control_kept, kept_per_segment
 
 SEGMENTS = [[0, 1, 2, 3], [4, 5], [6, 7, 8, 9, 10]]
 KEPT = [1, 2, 5, 6, 8, 9, 10]  # 2 of the first segment, 1 of the second, 4 of the third

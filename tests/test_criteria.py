@@ -9,20 +9,20 @@ import torch
 import torch.nn.functional as F
 from helpers import randomise_bn_statistics
 
-from sglp.criteria.block_influence import BlockInfluence
-from sglp.criteria.bn_gamma import BNGamma
-from sglp.criteria.ensemble import Ensemble, ascending_ranks
-from sglp.criteria.feature_map import FeatureMapTaylor
-from sglp.criteria.magnitude import Magnitude
-from sglp.criteria.probes import Imprinting, LinearProbe, imprint_accuracy, pooled_embedding, unit_embeddings
-from sglp.criteria.random import RandomUnits
-from sglp.criteria.sr_init import SRInit, accuracy
-from sglp.criteria.taylor import Taylor
-from sglp.errors import InvalidArgument
-from sglp.models.resnet_cifar import resnet20
-from sglp.models.vgg_cifar import vgg16_bn
-from sglp.search import SegmentSearch
-from sglp.units import prunable_units
+from sglp.core.errors import InvalidArgument
+from sglp.core.units import prunable_units
+from sglp.kinds.classification.models.resnet_cifar import resnet20
+from sglp.kinds.classification.models.vgg_cifar import vgg16_bn
+from sglp.methods.criteria.block_influence import BlockInfluence
+from sglp.methods.criteria.bn_gamma import BNGamma
+from sglp.methods.criteria.ensemble import Ensemble, ascending_ranks
+from sglp.methods.criteria.feature_map import FeatureMapTaylor
+from sglp.methods.criteria.magnitude import Magnitude
+from sglp.methods.criteria.probes import Imprinting, LinearProbe, imprint_accuracy, pooled_embedding, unit_embeddings
+from sglp.methods.criteria.random import RandomUnits
+from sglp.methods.criteria.sr_init import SRInit, accuracy
+from sglp.methods.criteria.taylor import Taylor
+from sglp.methods.search import SegmentSearch
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +153,9 @@ def test_imprinting_importance_is_gain_over_previous_unit(net, batches):
 def test_imprinting_fits_on_class_balanced_training_examples(net, batches):
     """With fit_per_class, the probes are imprinted from `per_class` training examples of every class (drawn by
     the data source) and scored on all calibration batches."""
+    from sglp.methods.scorers.base import SplitCalibration
+
     from sglp.data.batches import ImageSplits, class_balanced_indices
-    from sglp.scorers.base import SplitCalibration
 
     g = torch.Generator().manual_seed(2)
     train = (torch.randint(0, 256, (300, 1, 12, 12), generator=g, dtype=torch.uint8), torch.arange(300) % 10)
@@ -178,7 +179,7 @@ def test_imprinting_fits_on_class_balanced_training_examples(net, batches):
 
 
 def test_linear_probe_separates_separable_features():
-    from sglp.criteria.probes import linear_probe_accuracy
+    from sglp.methods.criteria.probes import linear_probe_accuracy
 
     g = torch.Generator().manual_seed(0)
     centres = torch.randn(4, 20, generator=g) * 5

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from sglp.core.errors import DataNotFoundError
 from sglp.data import fashion_mnist as fm
 from sglp.data.batches import Batches, random_crop_flip
-from sglp.errors import DataNotFoundError
 
 
 def write_idx(path, array: np.ndarray, gz: bool = True):

@@ -10,20 +10,20 @@ import json
 import pytest
 import torch
 
-from sglp.checkpoint import save_checkpoint
-from sglp.classification import ClassificationTask
-from sglp.criteria.magnitude import Magnitude
+from sglp.core.checkpoint import save_checkpoint
+from sglp.core.errors import InvalidArgument
+from sglp.core.segmentation import UniformSegmenter
+from sglp.core.units import prunable_units
 from sglp.data.fashion_mnist import load_fashion_mnist
-from sglp.dense_cache import DenseCache
-from sglp.errors import InvalidArgument
-from sglp.models.resnet_cifar import resnet20
-from sglp.pipeline import JobSettings, run_pruning
-from sglp.search import SegmentSearch
-from sglp.segmentation import UniformSegmenter
-from sglp.strategy import SegmentedPruning
-from sglp.task import NoFinetuning
-from sglp.training import SGDConfig
-from sglp.units import prunable_units
+from sglp.experiment.dense_cache import DenseCache
+from sglp.experiment.pipeline import JobSettings, run_pruning
+from sglp.kinds.base import NoFinetuning
+from sglp.kinds.classification.models.resnet_cifar import resnet20
+from sglp.kinds.classification.task import ClassificationTask
+from sglp.kinds.classification.training import SGDConfig
+from sglp.methods.criteria.magnitude import Magnitude
+from sglp.methods.search import SegmentSearch
+from sglp.methods.strategy import SegmentedPruning
 
 RECIPE = SGDConfig(epochs=1, batch_size=32, lr=0.01, max_steps_per_epoch=4, schedule="cosine")
 
@@ -121,7 +121,7 @@ def test_a_task_that_prunes_in_place_measures_the_dense_model_first_and_keeps_no
     """Reference: the same job on a copy (the default). In place, the loaded model itself loses its units, the row's
     dense cost is the dense model's (measured before the removal), and every number equals the copy's run;
     `keep_dense` (matched controls need the dense model) turns it off."""
-    from sglp.llm.task import CausalLMTask
+    from sglp.kinds.causal_lm.task import CausalLMTask
 
     assert CausalLMTask.surgery_in_place and not ClassificationTask.surgery_in_place
     t = task(checkpoint)

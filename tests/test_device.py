@@ -16,6 +16,6 @@ import pytest
     ],
 )
 def test_default_threads_splits_the_cores_between_parallel_jobs(threads, jobs, cores, expected):
-    from sglp.device import default_threads
+    from sglp.core.device import default_threads
 
     assert default_threads(threads, jobs, cores) == expected

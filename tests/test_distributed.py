@@ -10,10 +10,10 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
+from sglp.core.device import resolve_device, shard
+from sglp.core.errors import InvalidArgument
 from sglp.data.radio import SignalSplits
-from sglp.device import resolve_device, shard
-from sglp.errors import InvalidArgument
-from sglp.training import SGDConfig, train
+from sglp.kinds.classification.training import SGDConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = SGDConfig(epochs=2, batch_size=8, lr=0.1, momentum=0.9, weight_decay=1e-3, max_steps_per_epoch=3)
@@ -95,7 +95,7 @@ def test_torchrun_pretrain_and_prune_end_to_end(tmp_path):
 
 
 def test_slurm_tasks_map_to_torchrun_variables():
-    from sglp.device import slurm_task_env
+    from sglp.core.device import slurm_task_env
 
     env = {"SLURM_NTASKS": "4", "SLURM_PROCID": "2", "SLURM_LOCALID": "2", "SLURM_JOB_ID": "123456"}
     assert slurm_task_env(env) == {"RANK": "2", "LOCAL_RANK": "2", "WORLD_SIZE": "4", "MASTER_ADDR": "127.0.0.1",

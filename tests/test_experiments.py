@@ -15,7 +15,7 @@ from helpers import CONFIGS, compose_with, sweep_params, table_runs, target_jobs
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sglp.tables import DENSE, load_spec, table_folder
+from sglp.experiment.tables import DENSE, load_spec, table_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(  # the paper tables and figures (the other experiment yamls only name runs)

@@ -1,5 +1,5 @@
 """Bad input and faults: each check that turns a mistake into one `sglp: error:` line, the atomic table write,
-and a short run of scripts/faults.py (the full run, `python scripts/faults.py`, is marked slow)."""
+and a short run of tests/faults.py (the full run, `python tests/faults.py`, is marked slow)."""
 
 import gzip
 import importlib.util
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from sglp.core.errors import CheckpointError, DataNotFoundError, InvalidArgument, UnsupportedModelError
 from sglp.data.batches import split_calibration
 from sglp.data.fashion_mnist import read_idx
-from sglp.errors import CheckpointError, DataNotFoundError, InvalidArgument, UnsupportedModelError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LLAMA = ROOT / "checkpoints/tiny_llama_kjv"
@@ -33,8 +33,7 @@ def run_py():
 
 @pytest.fixture(scope="module")
 def faults():
-    sys.path.insert(0, str(ROOT))
-    return load_script("faults", ROOT / "scripts" / "faults.py")
+    return load_script("faults", ROOT / "tests" / "faults.py")
 
 
 @pytest.mark.parametrize(
@@ -93,7 +92,7 @@ def llm_copy(tmp_path):
 
 @pytest.mark.parametrize("damage", ["tokenizer.json", "model.safetensors", "config.json"])
 def test_a_damaged_model_folder_is_a_checkpoint_error(llm_copy, damage):
-    from sglp.llm.models import load_causal_lm
+    from sglp.kinds.causal_lm.models import load_causal_lm
 
     (llm_copy / damage).write_bytes(b"][" if damage != "model.safetensors" else (llm_copy / damage).read_bytes()[:999])
     with pytest.raises(CheckpointError, match="cannot load"):
@@ -101,9 +100,9 @@ def test_a_damaged_model_folder_is_a_checkpoint_error(llm_copy, damage):
 
 
 def test_a_wrong_layers_path_fails_at_load_and_a_right_one_is_used_everywhere(llm_copy):
-    from sglp.llm.layers import decoder_layers
-    from sglp.llm.task import CausalLMTask
-    from sglp.task import NoFinetuning
+    from sglp.kinds.base import NoFinetuning
+    from sglp.kinds.causal_lm.layers import decoder_layers
+    from sglp.kinds.causal_lm.task import CausalLMTask
 
     def task(layers_path):
         return CausalLMTask(str(llm_copy), lambda encode: None, NoFinetuning(), layers_path=layers_path)
@@ -118,10 +117,10 @@ def test_a_wrong_layers_path_fails_at_load_and_a_right_one_is_used_everywhere(ll
 
 
 def test_a_scorer_of_another_kind_is_refused_before_any_data(run_py):
-    from sglp.llm.perplexity import PerplexityScorer
-    from sglp.search import SegmentSearch
-    from sglp.segmentation import UniformSegmenter
-    from sglp.strategy import SegmentedPruning
+    from sglp.core.segmentation import UniformSegmenter
+    from sglp.methods.scorers.perplexity import PerplexityScorer
+    from sglp.methods.search import SegmentSearch
+    from sglp.methods.strategy import SegmentedPruning
 
     strategy = SegmentedPruning(None, UniformSegmenter(k=1), SegmentSearch(keep=2), PerplexityScorer())
     with pytest.raises(InvalidArgument, match="not this classification model"):
@@ -133,7 +132,7 @@ def test_table_writes_are_atomic_renames(tmp_path, monkeypatch):
     """A writer killed mid-write leaves the old table: the new one is written elsewhere and renamed over it."""
     import os
 
-    from sglp.report import append_row
+    from sglp.experiment.report import append_row
 
     table = tmp_path / "runs.csv"
     append_row({"config_key": "a", "x": 1}, table)
@@ -146,7 +145,7 @@ def test_table_writes_are_atomic_renames(tmp_path, monkeypatch):
 
 @pytest.mark.slow  # ~60 s; the bad-input checks of every component also run in test_run / test_configs
 def test_quick_faults_bad_input_and_races(faults, tmp_path):
-    """A short run of scripts/faults.py: its quick bad inputs and racing writers (the slow test runs it all)."""
+    """A short run of tests/faults.py: its quick bad inputs and racing writers (the slow test runs it all)."""
     out = tmp_path / "faults.md"
     assert faults.main(["--quick", "--only", "bad", "--out", str(out)]) == 0
     assert "answered with exit 2" in out.read_text()

@@ -6,10 +6,10 @@ import pytest
 import torch
 from helpers import randomise_bn_statistics
 
-from sglp.errors import InvalidArgument
-from sglp.fusion import LayerFusion, align_hidden, fuse_units, most_similar_pair, same_shape
-from sglp.models.resnet_cifar import BasicBlock, resnet20
-from sglp.units import prunable_units
+from sglp.core.errors import InvalidArgument
+from sglp.core.units import prunable_units
+from sglp.kinds.classification.models.resnet_cifar import BasicBlock, resnet20
+from sglp.methods.fusion import LayerFusion, align_hidden, fuse_units, most_similar_pair, same_shape
 
 
 def block(seed: int) -> BasicBlock:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_run import run
 
-from sglp.llm.models import causal_lm_from_config, pretrained_config
+from sglp.kinds.causal_lm.models import causal_lm_from_config, pretrained_config
 
 # model_type -> its config fields at a tiny size (4 decoder layers); names as each family spells them
 FAMILIES = {
@@ -25,7 +25,7 @@ def folders(tmp_path_factory):
     """A saved model folder (config.json, random weights, a byte-level BPE tokenizer) per family."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from sglp.llm.tokenizer import train_tokenizer
+    from sglp.kinds.causal_lm.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("hf")
     tokenizer = train_tokenizer("In the beginning God created the heaven and the earth. " * 200, 300)
@@ -81,8 +81,8 @@ def test_llama3_1_8b_is_hf_causal_lm_with_its_published_config():
     from helpers import compose_with
     from hydra.utils import instantiate
 
-    from sglp.operating_points import build_on_meta
-    from sglp.units import prunable_units
+    from sglp.core.units import prunable_units
+    from sglp.experiment.operating_points import build_on_meta
 
     cfg = compose_with("model=llama3_1_8b")
     assert cfg.model.arch._target_ == compose_with("model=hf_causal_lm", "model.path=x").model.arch._target_

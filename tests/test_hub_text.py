@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from sglp.core.errors import DataNotFoundError
 from sglp.data.hub_text import format_instruction, instruction_splits, wikitext_splits
-from sglp.errors import DataNotFoundError
 
 
 def encode(text: str) -> list[int]:

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
+from sglp.core.errors import DataNotFoundError
 from sglp.data.image_folder import FolderSplits
-from sglp.errors import DataNotFoundError
 
 CLASSES = ["n01440764", "n02102040", "n02979186"]
 

@@ -70,3 +70,29 @@ def test_the_cycle_finder_finds_a_known_cycle():
 
 def test_sglp_has_no_import_circle():
     assert cycles(import_graph(ROOT / "sglp")) == []
+
+
+# The layers, lowest first (docs/architecture.md): a module imports only from its own layer or the ones below.
+LAYERS = ("core", "data", "kinds", "methods", "experiment")
+
+
+def layer_of(module: str) -> int:
+    """The index of the module's layer in LAYERS; the package's top level (sglp, sglp.api) sits above them all."""
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else len(LAYERS)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    return sorted((a, b) for a, bs in graph.items() for b in bs if layer_of(b) > layer_of(a))
+
+
+def test_the_upward_finder_finds_a_known_upward_import():
+    graph = {"sglp.core.units": {"sglp.methods.search"}, "sglp.methods.search": {"sglp.core.units"}, "sglp.api": set()}
+    assert upward_imports(graph) == [("sglp.core.units", "sglp.methods.search")]
+
+
+def test_every_module_lives_in_a_layer_and_nothing_imports_upwards():
+    graph = import_graph(ROOT / "sglp")
+    outside = [m for m in graph if layer_of(m) == len(LAYERS) and m not in ("sglp", "sglp.api")]
+    assert outside == [], "put the module in one of the layers: " + ", ".join(LAYERS)
+    assert upward_imports(graph) == []

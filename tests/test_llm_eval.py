@@ -8,8 +8,8 @@ import torch
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("lm_eval")
 
-from sglp.llm.evaluation import evaluate_tasks, write_continuation_items  # noqa: E402
-from sglp.llm.tokenizer import train_tokenizer  # noqa: E402
+from sglp.kinds.causal_lm.evaluation import evaluate_tasks, write_continuation_items  # noqa: E402
+from sglp.kinds.causal_lm.tokenizer import train_tokenizer  # noqa: E402
 
 TEXT = "\n".join(
     f"and the {w} of the lord came unto the people of the land in the {d} day of the month"

@@ -6,9 +6,9 @@ from torch import nn
 
 transformers = pytest.importorskip("transformers")
 
-from sglp.errors import UnsupportedModelError  # noqa: E402
-from sglp.llm import decoder_layers, remove_decoder_layers  # noqa: E402
-from sglp.units import prunable_units, units_bypassed  # noqa: E402
+from sglp.core.errors import UnsupportedModelError  # noqa: E402
+from sglp.core.units import prunable_units, units_bypassed  # noqa: E402
+from sglp.kinds.causal_lm import decoder_layers, remove_decoder_layers  # noqa: E402
 
 V = 97
 COMMON = dict(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=6, num_attention_heads=4)
@@ -105,8 +105,8 @@ def test_perplexity_search_reusing_prefixes_scores_exactly_as_the_whole_model(fa
     """The perplexity scorer caches the hidden states entering a segment: every candidate's score equals the
     uncached one bit for bit, the same units are kept, and the layers before a segment run once per segment (not
     once per candidate)."""
-    from sglp.llm.perplexity import PerplexityScorer
-    from sglp.search import SegmentSearch
+    from sglp.methods.scorers.perplexity import PerplexityScorer
+    from sglp.methods.search import SegmentSearch
 
     model = build(family)
     g = torch.Generator().manual_seed(2)
@@ -142,9 +142,9 @@ def test_a_model_dispatched_by_device_map_prunes_like_a_plain_one():
     forced) gives the same token CKA, the same perplexity-search scores with prefix reuse, and the same removal
     as the plain model."""
     accelerate = pytest.importorskip("accelerate")
-    from sglp.llm.perplexity import PerplexityScorer
-    from sglp.search import SegmentSearch
-    from sglp.similarity import CKA
+    from sglp.core.similarity import CKA
+    from sglp.methods.scorers.perplexity import PerplexityScorer
+    from sglp.methods.search import SegmentSearch
 
     plain, dispatched = build("llama"), build("llama")
     device_map = {"model.embed_tokens": "cpu", **{f"model.layers.{i}": "cpu" for i in range(6)},

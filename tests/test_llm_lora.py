@@ -6,10 +6,10 @@ import torch
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
+from sglp.core.errors import InvalidArgument  # noqa: E402
 from sglp.data.text import TextSplits  # noqa: E402
-from sglp.errors import InvalidArgument  # noqa: E402
-from sglp.llm.lora import LoRAConfig, lora_finetune  # noqa: E402
-from sglp.llm.perplexity import perplexity  # noqa: E402
+from sglp.kinds.causal_lm.lora import LoRAConfig, lora_finetune  # noqa: E402
+from sglp.kinds.causal_lm.perplexity import perplexity  # noqa: E402
 
 
 def tiny_llama():

@@ -9,10 +9,10 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from sglp.data.text import TextSplits  # noqa: E402
-from sglp.llm.models import load_causal_lm, tiny_llama  # noqa: E402
-from sglp.llm.perplexity import perplexity  # noqa: E402
-from sglp.llm.pretrain import LMTrainConfig, pretrain_causal_lm, unigram_perplexity  # noqa: E402
-from sglp.llm.tokenizer import train_tokenizer  # noqa: E402
+from sglp.kinds.causal_lm.models import load_causal_lm, tiny_llama  # noqa: E402
+from sglp.kinds.causal_lm.perplexity import perplexity  # noqa: E402
+from sglp.kinds.causal_lm.pretrain import LMTrainConfig, pretrain_causal_lm, unigram_perplexity  # noqa: E402
+from sglp.kinds.causal_lm.tokenizer import train_tokenizer  # noqa: E402
 
 TEXT = " ".join(f"verse {i % 7} of chapter {i % 5} saith the lord" for i in range(600))
 

@@ -7,10 +7,11 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from sglp.core.errors import DataNotFoundError  # noqa: E402
 from sglp.data.text import TextSplits, read_corpus, text_splits  # noqa: E402
-from sglp.errors import DataNotFoundError  # noqa: E402
-from sglp.llm.perplexity import PerplexityScorer, perplexity  # noqa: E402
-from sglp.search import SegmentSearch  # noqa: E402
+from sglp.kinds.causal_lm.perplexity import perplexity  # noqa: E402
+from sglp.methods.scorers.perplexity import PerplexityScorer  # noqa: E402
+from sglp.methods.search import SegmentSearch  # noqa: E402
 
 
 def tiny_llama(layers: int = 4) -> torch.nn.Module:
@@ -68,7 +69,7 @@ def test_perplexity_scorer_drives_the_segment_search_on_layer_skipping_views():
 
 
 def test_token_row_cka_of_decoder_layers_equals_cka_of_their_hidden_states():
-    from sglp.similarity import CKA, CKAAccumulator
+    from sglp.core.similarity import CKA, CKAAccumulator
 
     model = tiny_llama(layers=5)
     g = torch.Generator().manual_seed(2)
@@ -89,8 +90,8 @@ def test_token_row_cka_of_decoder_layers_equals_cka_of_their_hidden_states():
 
 
 def test_block_influence_and_magnitude_rank_decoder_layers():
-    from sglp.criteria.block_influence import BlockInfluence
-    from sglp.criteria.magnitude import Magnitude
+    from sglp.methods.criteria.block_influence import BlockInfluence
+    from sglp.methods.criteria.magnitude import Magnitude
 
     model = tiny_llama(layers=4)
     g = torch.Generator().manual_seed(3)

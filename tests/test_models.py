@@ -6,11 +6,11 @@ from helpers import CONFIGS, compose_with, randomise_bn_statistics, with_example
 from hydra.utils import instantiate
 from torch import nn
 
-from sglp.experiment.cli import published_weights_off
-from sglp.metrics import count_parameters
-from sglp.models.vgg_cifar import ChannelPad, ConvBNReLU, vgg16_bn
-from sglp.surgery import remove_layers
-from sglp.units import prunable_units
+from sglp.core.metrics import count_parameters
+from sglp.core.surgery import remove_layers
+from sglp.core.units import prunable_units
+from sglp.experiment.kind_configs import published_weights_off
+from sglp.kinds.classification.models.vgg_cifar import ChannelPad, ConvBNReLU, vgg16_bn
 
 # vision models (their yaml builds a `net`; decoder LLMs are tested in test_llm_layers and test_hf_causal_lm)
 MODELS = sorted(
@@ -88,7 +88,7 @@ def test_vgg_units_exclude_the_first_layer():
 
 @pytest.mark.parametrize("removed", [[1], [1, 2], [1, 2, 3], [0, 4, 7, 11]])
 def test_vgg_slice_is_exactly_the_padded_network_with_fewer_parameters(removed, tmp_path):
-    from sglp.checkpoint import load_pruned, save_checkpoint
+    from sglp.core.checkpoint import load_pruned, save_checkpoint
 
     torch.manual_seed(2)
     model = vgg16_bn(10, 3)

@@ -18,10 +18,16 @@ from helpers import ROOT, compose_with, target_jobs
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sglp.operating_points import DEFAULT_TOLERANCE_PP, CostModel, build_on_meta, counting_twin, macs_and_params
-from sglp.surgery import remove_layers
-from sglp.tables import as_number, cost_rows
-from sglp.units import prunable_units
+from sglp.core.surgery import remove_layers
+from sglp.core.units import prunable_units
+from sglp.experiment.operating_points import (
+    DEFAULT_TOLERANCE_PP,
+    CostModel,
+    build_on_meta,
+    counting_twin,
+    macs_and_params,
+)
+from sglp.experiment.tables import as_number, cost_rows
 
 TABLES = sorted(p.parent for p in (ROOT / "experiments").glob("*/table.yaml") if cost_rows(p.parent))
 COST_ROWS = [  # the rows one of our jobs reproduces (a method we run); the others are quoted from their papers
@@ -93,7 +99,7 @@ def method_yaml(label: str) -> str:
 def test_channel_rows_meet_the_papers_cost_columns_with_the_configured_budget(table, row):
     """The job's budget, fitted on the real architecture (random weights) and applied by Torch-Pruning, reaches
     the paper row's FLOPs and parameter reductions within the tolerance; a quoted row is run at another point."""
-    from sglp.channels.groups import WidthCost, apply_plan, channel_groups, dependency_graph, removal_plan
+    from sglp.methods.channels.groups import WidthCost, apply_plan, channel_groups, dependency_graph, removal_plan
 
     macs, params = as_number(row.get("flops")), as_number(row.get("params"))
     cfg = channel_job_config(table, row["experiment"], row["method"])
@@ -166,8 +172,9 @@ def brute_force(model, shape, num_removed):
 @pytest.mark.parametrize(
     "factory,shape,num_removed",
     [
-        ("sglp.models.resnet_cifar:resnet20", (3, 32, 32), 3),  # additive: per-unit sums
-        ("sglp.models.vgg_cifar:vgg16_bn", (3, 32, 32), 2),  # slicing the next conv: not additive, enumerated
+        ("sglp.kinds.classification.models.resnet_cifar:resnet20", (3, 32, 32), 3),  # additive: per-unit sums
+        # slicing the next conv: not additive, enumerated
+        ("sglp.kinds.classification.models.vgg_cifar:vgg16_bn", (3, 32, 32), 2),
     ],
 )
 def test_reachable_set_equals_every_removal_set_counted(factory, shape, num_removed):
@@ -181,7 +188,10 @@ def test_reachable_set_equals_every_removal_set_counted(factory, shape, num_remo
     assert math.comb(len(prunable_units(model)), num_removed) >= len(expected)
 
 
-@pytest.mark.parametrize("factory", ["sglp.models.resnet_cifar:resnet20", "sglp.models.vgg_cifar:vgg16_bn"])
+@pytest.mark.parametrize(
+    "factory",
+    ["sglp.kinds.classification.models.resnet_cifar:resnet20", "sglp.kinds.classification.models.vgg_cifar:vgg16_bn"],
+)
 def test_counting_on_a_cpu_twin_equals_counting_on_meta(factory):
     """The cost model counts a small meta model on a zero-filled CPU copy: every count equals the count on meta."""
     module, name = factory.split(":")
@@ -199,8 +209,8 @@ def test_counting_on_a_cpu_twin_equals_counting_on_meta(factory):
 
 
 def test_meta_costs_equal_costs_of_the_real_model():
-    from sglp.metrics import count_flops, count_parameters
-    from sglp.models.resnet_cifar import resnet20
+    from sglp.core.metrics import count_flops, count_parameters
+    from sglp.kinds.classification.models.resnet_cifar import resnet20
 
     real = resnet20(num_classes=10)
     assert macs_and_params(build_on_meta(lambda: resnet20(num_classes=10)), (3, 32, 32)) == (

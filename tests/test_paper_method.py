@@ -7,7 +7,7 @@ import pytest
 from helpers import compose_with
 from hydra.utils import instantiate
 
-from sglp.search import SegmentSearch, segment_candidates
+from sglp.methods.search import SegmentSearch, segment_candidates
 
 RESNET56_BLOCKS = 27
 TABLE6_CANDIDATES = 16_430  # SGLP Table 6, "CKA + segmentation + GradNorm (SGLP)"

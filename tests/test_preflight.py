@@ -4,9 +4,9 @@ import itertools
 
 import pytest
 
-from sglp.errors import InvalidArgument
-from sglp.preflight import search_size
-from sglp.search import SegmentSearch, segment_candidates
+from sglp.core.errors import InvalidArgument
+from sglp.experiment.preflight import search_size
+from sglp.methods.search import SegmentSearch, segment_candidates
 
 
 def _brute_force_counts(num_units: int, k: int, search: SegmentSearch) -> dict[tuple[int, ...], int]:

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from sglp.core.errors import DataNotFoundError
+from sglp.core.surgery import remove_layers
+from sglp.core.units import prunable_units
 from sglp.data.radio import RML2018_CLASSES, load_rml2016, load_rml2018
-from sglp.errors import DataNotFoundError
-from sglp.models.cnn1d import cnn1d
-from sglp.surgery import remove_layers
-from sglp.units import prunable_units
+from sglp.kinds.classification.models.cnn1d import cnn1d
 
 MODS = ["QPSK", "8PSK", "AM-DSB", "BPSK", "WBFM"]
 

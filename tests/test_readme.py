@@ -27,9 +27,9 @@ def readme_examples() -> list[str]:
 @pytest.mark.skipif(not CHECKPOINT.exists(), reason="committed backbone checkpoint not present")
 def test_readme_one_call_example_prunes_the_committed_backbone(monkeypatch):
     """The one-call example in at most 5 lines, run as written with `model` and `calib_loader` a user would have."""
-    from sglp.checkpoint import load_weights
+    from sglp.core.checkpoint import load_weights
     from sglp.data.fashion_mnist import load_fashion_mnist
-    from sglp.models.resnet_cifar import resnet56
+    from sglp.kinds.classification.models.resnet_cifar import resnet56
 
     monkeypatch.chdir(ROOT)
     example = readme_examples()[0]

@@ -12,8 +12,8 @@ import torch
 from helpers import ROOT
 from test_experiments import GPU_TARGETS
 
-from sglp.rehearsal import synthetic_splits, tiny_width
-from sglp.tables import table_folder
+from sglp.experiment.rehearsal import synthetic_splits, tiny_width
+from sglp.experiment.tables import table_folder
 
 # One vision table and Table 4 in the default suite (about 2 min together); the slow suite rehearses them all.
 REHEARSE_DEFAULT = {"fig2b"}  # the LLM job rehearses by default in test_hf_causal_lm; table4 (~2 min) in test-all

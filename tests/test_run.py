@@ -12,8 +12,8 @@ import pytest
 import torch
 from helpers import read_wandb_offline_run
 
-from sglp.checkpoint import load_pruned
-from sglp.models.resnet_cifar import resnet20
+from sglp.core.checkpoint import load_pruned
+from sglp.kinds.classification.models.resnet_cifar import resnet20
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -330,7 +330,7 @@ def test_every_scorer_without_a_method_runs_end_to_end(tmp_path, tiny_checkpoint
     scorers = sorted(  # the vision ones (LLM scorers run in test_llm_run)
         p.stem
         for p in (ROOT / "configs" / "scorer").glob("*.yaml")
-        if "sglp.llm." not in p.read_text() and p.stem not in used
+        if "sglp.kinds.causal_lm." not in p.read_text() and p.stem not in used
     )
     assert scorers, "every scorer has a method: test it there"
     res = run(

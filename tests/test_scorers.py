@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from sglp.methods.scorers.gradnorm import GradNormScorer, gradnorm
+from sglp.methods.scorers.loss import LossScorer
 from torch import nn
 
-from sglp.models.resnet_cifar import resnet20
-from sglp.scorers.gradnorm import GradNormScorer, gradnorm
-from sglp.scorers.loss import LossScorer
-from sglp.units import units_bypassed
+from sglp.core.units import units_bypassed
+from sglp.kinds.classification.models.resnet_cifar import resnet20
 
 
 def batches(n=2, b=8, hw=12, seed=0):
@@ -82,7 +82,7 @@ def test_loss_scorer_equals_mean_cross_entropy():
 
 def test_paper_init_gradnorm_equals_explicit_network():
     """init=paper: the segment's kept units pretrained, everything else the seeded random twin."""
-    from sglp.scorers.gradnorm import reinitialise
+    from sglp.methods.scorers.gradnorm import reinitialise
 
     torch.manual_seed(3)
     model = resnet20(10, 1)
@@ -115,7 +115,7 @@ def test_paper_init_gradnorm_equals_explicit_network():
 @pytest.mark.parametrize("order", ["independent", "sequential"])
 def test_prefix_reuse_gives_the_same_search(scorer_cls, order):
     """Caching the shared prefix (with its graph for GradNorm) changes no score of any candidate."""
-    from sglp.search import SegmentSearch
+    from sglp.methods.search import SegmentSearch
 
     torch.manual_seed(4)
     model = resnet20(10, 1)

@@ -5,13 +5,13 @@ import math
 
 import pytest
 import torch
+from sglp.methods.scorers.base import Scorer
 
-from sglp.criteria.random import RandomUnits
-from sglp.errors import InvalidArgument
-from sglp.models.resnet_cifar import resnet20
-from sglp.scorers.base import Scorer
-from sglp.search import SegmentSearch, allocate_keep, target_keep
-from sglp.units import prunable_units
+from sglp.core.errors import InvalidArgument
+from sglp.core.units import prunable_units
+from sglp.kinds.classification.models.resnet_cifar import resnet20
+from sglp.methods.criteria.random import RandomUnits
+from sglp.methods.search import SegmentSearch, allocate_keep, target_keep
 
 
 class RecordingScorer(Scorer):
@@ -118,7 +118,7 @@ def test_minimising_scorer_picks_smallest():
 
 
 def test_budget_samples_distinct_candidates_reproducibly():
-    from sglp.search import segment_candidates
+    from sglp.methods.search import segment_candidates
 
     seg = list(range(14))
     a, b = segment_candidates(seg, [7], budget=50, seed=1), segment_candidates(seg, [7], budget=50, seed=1)

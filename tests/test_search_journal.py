@@ -7,19 +7,19 @@ import json
 import pytest
 import torch
 from filelock import FileLock
+from sglp.methods.scorers.base import Scorer
+from sglp.methods.scorers.loss import LossScorer
 
-from sglp.checkpoint import save_checkpoint
-from sglp.classification import ClassificationTask
+from sglp.core.checkpoint import save_checkpoint
+from sglp.core.segmentation import UniformSegmenter
 from sglp.data.fashion_mnist import load_fashion_mnist
-from sglp.models.resnet_cifar import resnet20
-from sglp.pipeline import JobSettings, run_pruning
-from sglp.scorers.base import Scorer
-from sglp.scorers.loss import LossScorer
-from sglp.search import SegmentSearch
-from sglp.search_journal import SearchJournal
-from sglp.segmentation import UniformSegmenter
-from sglp.strategy import SegmentedPruning
-from sglp.task import NoFinetuning
+from sglp.experiment.pipeline import JobSettings, run_pruning
+from sglp.kinds.base import NoFinetuning
+from sglp.kinds.classification.models.resnet_cifar import resnet20
+from sglp.kinds.classification.task import ClassificationTask
+from sglp.methods.search import SegmentSearch
+from sglp.methods.search_journal import SearchJournal
+from sglp.methods.strategy import SegmentedPruning
 
 SEGMENTS = [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
 WEIGHTS = [0.3, 0.1, 0.7, 0.2, 0.9, 0.4, 0.6, 0.5, 0.8]

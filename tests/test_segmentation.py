@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sglp.errors import InvalidArgument
-from sglp.segmentation import FisherSegmenter, fisher_loss_curve, fisher_segments, segment_diameters
+from sglp.core.errors import InvalidArgument
+from sglp.core.segmentation import FisherSegmenter, fisher_loss_curve, fisher_segments, segment_diameters
 
 
 def brute_force(x: np.ndarray, k: int) -> tuple[float, list[list[int]]]:
@@ -130,7 +130,7 @@ def test_row_sum_scalar_merges_blocks_that_rows_separate():
 
 
 def test_largest_relative_drop_of_textbook_curves():
-    from sglp.segmentation import largest_relative_drop
+    from sglp.core.segmentation import largest_relative_drop
 
     assert largest_relative_drop([10.0, 2.0, 1.5, 1.2, 1.0]) == 2
     assert largest_relative_drop([10.0, 9.0, 1.0, 0.8, 0.7, 0.6]) == 3
@@ -142,7 +142,7 @@ def test_largest_relative_drop_of_textbook_curves():
     "n,k,sizes", [(27, 3, [9, 9, 9]), (27, 5, [6, 6, 5, 5, 5]), (10, 1, [10]), (4, 4, [1, 1, 1, 1])]
 )
 def test_uniform_segments(n, k, sizes):
-    from sglp.segmentation import UniformSegmenter
+    from sglp.core.segmentation import UniformSegmenter
 
     segs = UniformSegmenter(k)(None, n).segments
     assert [len(s) for s in segs] == sizes

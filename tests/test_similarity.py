@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from sglp.errors import InvalidArgument
-from sglp.models.resnet_cifar import resnet20
-from sglp.similarity import CKA, CKAAccumulator, cka_matrix, linear_cka
+from sglp.core.errors import InvalidArgument
+from sglp.core.similarity import CKA, CKAAccumulator, cka_matrix, linear_cka
+from sglp.kinds.classification.models.resnet_cifar import resnet20
 
 
 def np_hsic_biased(x: np.ndarray, y: np.ndarray) -> float:
@@ -171,7 +171,7 @@ def np_cka_gram_biased(k: np.ndarray, m: np.ndarray) -> float:
 
 @pytest.mark.parametrize("threshold", [0.5, 1.0])
 def test_rbf_cka_matches_kornblith_demo(threshold):
-    from sglp.similarity import cka_matrix
+    from sglp.core.similarity import cka_matrix
 
     g = np.random.default_rng(7)
     x = g.normal(size=(30, 12))
@@ -219,7 +219,7 @@ def test_feature_form_equals_gram_form(estimator):
 @pytest.mark.parametrize("chunk_rows", [1, 7, 64, 1000])
 def test_the_feature_forms_row_chunks_change_nothing(chunk_rows):
     """X^T Y summed over row chunks, centred through the means, equals the Gram form (large mean, n = 90)."""
-    from sglp.similarity import hsic_from_features, transformed_gram
+    from sglp.core.similarity import hsic_from_features, transformed_gram
 
     g = torch.Generator().manual_seed(3)
     feats = [torch.randn(90, d, generator=g) * 0.2 + 9.0 for d in (5, 12, 30)]

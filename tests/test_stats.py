@@ -1,4 +1,4 @@
-"""sglp.stats against textbook values: Student-t quantiles from the printed table, intervals computed by hand,
+"""sglp.core.stats against textbook values: Student-t quantiles from the printed table, intervals computed by hand,
 and a bootstrap that must cover the mean of a known distribution at about its nominal rate."""
 
 import itertools
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sglp.stats import bootstrap_interval, paired_difference, t_interval
+from sglp.core.stats import bootstrap_interval, paired_difference, t_interval
 
 # t_{df, 0.975} from a printed Student-t table (e.g. Montgomery, Applied Statistics, Table IV)
 T_975 = {1: 12.706, 2: 4.303, 4: 2.776, 9: 2.262, 29: 2.045}
@@ -82,7 +82,7 @@ def test_a_stratified_bootstrap_keeps_every_stratum_size_and_matches_the_textboo
 def test_holm_on_the_textbook_example():
     """Four hypotheses at alpha 0.05 (the usual worked example): sorted 0.005, 0.01, 0.03, 0.04 are multiplied by
     4, 3, 2, 1 -> 0.02, 0.03, 0.06, max(0.06, 0.04); the first two are rejected, then Holm stops."""
-    from sglp.stats import holm
+    from sglp.core.stats import holm
 
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.9, 0.8]) == [1.0, 1.0]
@@ -106,7 +106,7 @@ def _closed_testing_bonferroni(pvalues):
 
 @pytest.mark.parametrize("seed", range(20))
 def test_holm_equals_closed_testing_of_bonferroni(seed):
-    from sglp.stats import holm
+    from sglp.core.stats import holm
 
     rng = np.random.default_rng(seed)
     p = list(rng.uniform(0, 0.2, size=int(rng.integers(1, 8))))
@@ -116,7 +116,7 @@ def test_holm_equals_closed_testing_of_bonferroni(seed):
 def test_paired_t_pvalue_matches_scipys_one_sample_test():
     from scipy import stats
 
-    from sglp.stats import paired_t_pvalue
+    from sglp.core.stats import paired_t_pvalue
 
     rng = np.random.default_rng(3)
     for n in (2, 3, 5, 9):

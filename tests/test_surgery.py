@@ -5,11 +5,11 @@ import torch
 from helpers import randomise_bn_statistics
 from torch import nn
 
-from sglp.errors import InvalidArgument, UnsupportedModelError
-from sglp.metrics import count_parameters
-from sglp.models.resnet_cifar import BasicBlock, resnet20, resnet56
-from sglp.surgery import remove_layers
-from sglp.units import prunable_units, units_bypassed
+from sglp.core.errors import InvalidArgument, UnsupportedModelError
+from sglp.core.metrics import count_parameters
+from sglp.core.surgery import remove_layers
+from sglp.core.units import prunable_units, units_bypassed
+from sglp.kinds.classification.models.resnet_cifar import BasicBlock, resnet20, resnet56
 
 
 def test_resnet56_has_27_units_named_in_forward_order():

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sglp.sweep import parse_overrides, summarize_sweep, varying_settings
-from sglp.tables import Column, TableSpec, build_lines, line_cells, render_markdown, row_value
+from sglp.experiment.sweep import parse_overrides, summarize_sweep, varying_settings
+from sglp.experiment.tables import Column, TableSpec, build_lines, line_cells, render_markdown, row_value
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def test_row_value_reads_columns_expressions_and_derived_quantities():
 
 
 def test_column_expressions_are_arithmetic_only_and_a_typo_fails_loudly():
-    from sglp.tables import ColumnError, check_columns
+    from sglp.experiment.tables import ColumnError, check_columns
 
     r = row("SGLP", 91.0, 0)
     assert row_value(r, "-(pruned_acc - 100) ** 2") == pytest.approx(-81.0)  # Python precedence: -(x ** 2)
@@ -167,7 +167,7 @@ def test_every_table_renders_from_its_committed_rows_or_says_there_are_none(tmp_
 def test_rows_with_old_sglp_labels_are_read_as_what_they_ran(tmp_path):
     """Rows written before the labels said which SGLP ran were this repository's defaults: read as such, so they
     never match the paper's 'SGLP (paper)' rows."""
-    from sglp.tables import read_rows
+    from sglp.experiment.tables import read_rows
 
     path = tmp_path / "rows.csv"
     with open(path, "w", newline="") as f:
@@ -184,7 +184,7 @@ def test_rows_with_old_sglp_labels_are_read_as_what_they_ran(tmp_path):
 
 
 def test_a_job_configured_for_a_depth_matches_its_paper_row_even_if_it_kept_fewer():
-    from sglp.tables import matching
+    from sglp.experiment.tables import matching
 
     paper = {"experiment": "t", "method": "SGLP (paper)", "units_kept": "6"}
     kept_fewer = {"experiment": "t", "method": "SGLP (paper)", "units_kept": "3", "units_kept_target": "6"}
@@ -199,7 +199,7 @@ def test_cost_rows_are_read_again_when_the_paper_file_changes(tmp_path):
     import os
     import shutil
 
-    from sglp.tables import cost_rows
+    from sglp.experiment.tables import cost_rows
 
     folder = tmp_path / "sglp_table2"
     shutil.copytree(ROOT / "experiments" / "sglp_table2", folder)
@@ -215,7 +215,29 @@ def test_cost_rows_are_read_again_when_the_paper_file_changes(tmp_path):
 
 def test_an_interval_column_shows_the_t_interval_of_the_mean():
     """[1, 2, 3]: mean 2, s = 1, t(2, 0.975) = 4.302653 (a t table), half-width 4.302653 / sqrt(3) = 2.4841."""
-    from sglp.tables import mean_interval
+    from sglp.experiment.tables import mean_interval
 
     assert mean_interval([1.0, 2.0, 3.0]) == "2.00 [-0.48, 4.48]"
     assert mean_interval([5.0]) == "5.00"
+
+
+def test_the_index_of_tables_is_rendered_from_the_folders_and_says_what_the_files_show(tmp_path):
+    import re
+    import shutil
+
+    from sglp.experiment.tables import tables_index
+
+    text = (ROOT / "experiments" / "README.md").read_text()
+    block = re.search(r"<!-- tables_index:start -->\n(.*?)\n<!-- tables_index:end -->", text, re.S)
+    assert block and block.group(1) == tables_index(ROOT / "experiments", ROOT / "results"), (
+        "experiments/README.md's index is stale: run python scripts/update_readme.py"
+    )
+    experiments, results = tmp_path / "experiments", tmp_path / "results"
+    shutil.copytree(ROOT / "experiments" / "layerprune_table2", experiments / "layerprune_table2")
+    results.mkdir()
+    line = tables_index(experiments, results).splitlines()[-1]
+    assert "`layerprune-table2`, `layerprune-table2-cpu`" in line and "no CPU stand-in rows; GPU: never run" in line
+    (results / "layerprune_table2_cpu.md").write_text("# page\n")
+    (results / "layerprune_table2.md").write_text("# page\n")
+    line = tables_index(experiments, results).splitlines()[-1]
+    assert "CPU stand-in: `results/layerprune_table2_cpu.md`; GPU rows: `results/layerprune_table2.md`" in line

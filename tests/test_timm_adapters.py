@@ -1,6 +1,6 @@
 """timm networks through the prunable-unit contract (random weights): the units are the shape-keeping residual
 blocks, and removal equals the original with those blocks bypassed. Parametrised over timm model names per family
-(sglp.adapters.timm_models.FAMILIES): a name added to TIMM_MODELS is tested without a new test."""
+(sglp.kinds.classification.adapters.timm_models.FAMILIES): a name added to TIMM_MODELS is tested without a new test."""
 
 import pytest
 import torch
@@ -8,10 +8,10 @@ from torch import nn
 
 timm = pytest.importorskip("timm")
 
-from sglp.errors import UnsupportedModelError  # noqa: E402
-from sglp.metrics import count_parameters  # noqa: E402
-from sglp.surgery import remove_layers  # noqa: E402
-from sglp.units import prunable_units  # noqa: E402
+from sglp.core.errors import UnsupportedModelError  # noqa: E402
+from sglp.core.metrics import count_parameters  # noqa: E402
+from sglp.core.surgery import remove_layers  # noqa: E402
+from sglp.core.units import prunable_units  # noqa: E402
 
 # timm name -> (family, create_model kwargs that make it small, input side)
 TIMM_MODELS = {
@@ -67,7 +67,7 @@ def zero_residual_branch(block: nn.Module) -> None:
 
 
 def test_every_family_is_covered_by_a_model():
-    from sglp.adapters.timm_models import FAMILIES
+    from sglp.kinds.classification.adapters.timm_models import FAMILIES
 
     assert set(FAMILIES) == {family for family, _, _ in TIMM_MODELS.values()}
 

@@ -7,10 +7,10 @@ import torch
 import torchvision
 from torch import nn
 
-from sglp.errors import UnsupportedModelError
-from sglp.metrics import count_parameters
-from sglp.surgery import remove_layers
-from sglp.units import bypass_of, prunable_units
+from sglp.core.errors import UnsupportedModelError
+from sglp.core.metrics import count_parameters
+from sglp.core.surgery import remove_layers
+from sglp.core.units import bypass_of, prunable_units
 
 
 def small_vit() -> torchvision.models.VisionTransformer:

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torchvision
 
-from sglp.errors import CheckpointError, InvalidArgument
-from sglp.models.torchvision_nets import torchvision_classifier
-from sglp.surgery import remove_layers
-from sglp.units import prunable_units
+from sglp.core.errors import CheckpointError, InvalidArgument
+from sglp.core.surgery import remove_layers
+from sglp.core.units import prunable_units
+from sglp.kinds.classification.models.torchvision_nets import torchvision_classifier
 
 
 def test_local_weights_load_exactly(tmp_path):

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
+from sglp.core.errors import CheckpointError
 from sglp.data.batches import Batches, ImageSplits
-from sglp.errors import CheckpointError
-from sglp.models.resnet_cifar import resnet20
-from sglp.training import SGDConfig, evaluate, train
+from sglp.kinds.classification.models.resnet_cifar import resnet20
+from sglp.kinds.classification.training import SGDConfig, evaluate, train
 
 
 def tiny_data() -> ImageSplits:

@@ -59,7 +59,7 @@ def committed_grid_rows() -> list[dict]:
 def test_every_committed_grid_row_is_the_key_its_command_computes_now():
     """`make verdicts` resumes by config_key (skip_existing): a change of config or code that moved a committed
     row's key would silently run that cell again. Reference: each row's own experiment, overrides and threads."""
-    from sglp.report import config_key
+    from sglp.experiment.report import config_key
 
     rows = committed_grid_rows()
     if not rows:

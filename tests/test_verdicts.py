@@ -1,10 +1,11 @@
-"""sglp.verdicts on synthetic rows whose answers are known by hand: depth as kept, each method's own control, the
+"""sglp.experiment.verdicts on synthetic rows whose answers are known by hand: depth as kept, each method's own
+control, the
 budget rule, Holm over the family, and the page."""
 
 import pytest
 from scipy import stats
 
-from sglp.verdicts import accuracy_at, cells, converged_budget, holm_verdicts, questions, render  # fmt: skip
+from sglp.experiment.verdicts import accuracy_at, cells, converged_budget, holm_verdicts, questions, render  # fmt: skip
 
 LADDER = (300, 600, 1200)  # extra budgets; the recipe is 1 epoch capped at 150 steps
 

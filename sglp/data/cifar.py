@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sglp.core.errors import DataNotFoundError
 from sglp.data.batches import ImageSplits
-from sglp.errors import DataNotFoundError
 
 VARIANTS = {
     10: {

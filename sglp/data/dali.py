@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from sglp.errors import InvalidArgument
+from sglp.core.errors import InvalidArgument
 
 DALI_DEVICES = ("auto", "gpu", "cpu")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sglp.core.errors import DataNotFoundError, InvalidArgument
 from sglp.data.batches import ImageSplits
-from sglp.errors import DataNotFoundError, InvalidArgument
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = {

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
+from sglp.core.errors import DataNotFoundError
 from sglp.data.text import TextSplits
-from sglp.errors import DataNotFoundError
 
 ALPACA_PROMPT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n{output}"
 ALPACA_PROMPT_NO_INPUT = "### Instruction:\n{instruction}\n\n### Response:\n{output}"

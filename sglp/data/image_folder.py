@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
+from sglp.core.errors import DataNotFoundError
 from sglp.data.normalize import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 (also importable from here)
-from sglp.errors import DataNotFoundError
 
 LOADERS = ("torch", "dali")
 log = logging.getLogger(__name__)

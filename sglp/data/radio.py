@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sglp.errors import DataNotFoundError, InvalidArgument
+from sglp.core.errors import DataNotFoundError, InvalidArgument
 
 GET_IT = "Download it from https://www.deepsig.ai/datasets (free registration) and put the file in {where}."
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
+from sglp.core.errors import DataNotFoundError, InvalidArgument
 from sglp.data.radio import TensorBatches
-from sglp.errors import DataNotFoundError, InvalidArgument
 
 KJV_HINT = (
     "The offline default corpus is the King James Bible from Debian: `apt-get install bible-kjv` (it pulls "

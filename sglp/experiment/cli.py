@@ -4,7 +4,6 @@ Hydra runs. run.py is only Hydra's entry point over these."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -30,11 +29,10 @@ def run(cfg: DictConfig) -> dict:
     """One call per mode: the pre-flight, pretraining, the evaluation of a saved pruned model, or a prune job."""
     import torch
 
-    from sglp import validation
-    from sglp.controls import check_controls
-    from sglp.device import default_threads, init_distributed, is_main, rank, resolve_device
-    from sglp.errors import InvalidArgument
-    from sglp.pipeline import (
+    from sglp.core import validation
+    from sglp.core.device import default_threads, init_distributed, is_main, rank, resolve_device
+    from sglp.core.errors import InvalidArgument
+    from sglp.experiment.pipeline import (
         JobSettings,
         control_key,
         run_evaluation,
@@ -42,8 +40,9 @@ def run(cfg: DictConfig) -> dict:
         run_pretraining,
         run_pruning,
     )
-    from sglp.report import NullLogger, check_writable, config_key, find_row, portable_text
-    from sglp.training import seed_everything
+    from sglp.experiment.report import NullLogger, check_writable, config_key, find_row, portable_text
+    from sglp.kinds.classification.training import seed_everything
+    from sglp.methods.controls import check_controls
 
     check_no_missing_values(cfg)
     if cfg.mode not in MODES:
@@ -121,7 +120,7 @@ def check_no_missing_values(cfg: DictConfig) -> None:
     """InvalidArgument naming the first `???` value (one only the user can give, e.g. model.path) and the fix."""
     from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
-    from sglp.errors import InvalidArgument
+    from sglp.core.errors import InvalidArgument
 
     try:
         missing = sorted(OmegaConf.missing_keys(cfg))
@@ -134,11 +133,12 @@ def check_no_missing_values(cfg: DictConfig) -> None:
 
 def dense_cache(cfg: DictConfig, resolved: dict):
     """`dense_cache=<folder>`: the dense model's measurements keyed by its weights and everything they depend on."""
-    from sglp.dense_cache import DenseCache
+    from sglp.experiment.dense_cache import DenseCache
+    from sglp.experiment.report import key_config
 
     if not cfg.dense_cache:
         return None
-    settings = {k: resolved[k] for k in ("kind", "dataset", "device", "latency", "lm_eval")}
+    settings = {k: key_config(resolved[k]) for k in ("kind", "dataset", "device", "latency", "lm_eval")}
     settings["kind"] = {k: v for k, v in settings["kind"].items() if k != "checkpoint"}  # the digest covers it
     return DenseCache(cfg.dense_cache, settings)
 
@@ -156,7 +156,7 @@ def build_task(cfg: DictConfig, device, **replace):
 def skipped(cfg: DictConfig, key: str, run_dir: str) -> bool:
     """skip_existing: whether the results table has this config's row; if so the run directory gets a copy of
     it (a sweep's summary then covers resumed jobs too)."""
-    from sglp.report import find_row, write_row
+    from sglp.experiment.report import find_row, write_row
 
     if not (cfg.skip_existing and cfg.results_table):
         return False
@@ -187,9 +187,9 @@ def run_identity(cfg: DictConfig, strategy, key: str) -> dict:
 
 def apply_rehearsal(cfg: DictConfig, run_dir: Path) -> None:
     """rehearse=true: the job's own config on synthetic data of its real shapes, random weights (LLMs: the real layer
-    count at a tiny width) and minute-sized budgets; rows go to a scratch table (sglp.rehearsal)."""
-    from sglp.errors import InvalidArgument
-    from sglp.rehearsal import rehearsal_llm, synthetic_corpus
+    count at a tiny width) and minute-sized budgets; rows go to a scratch table (sglp.experiment.rehearsal)."""
+    from sglp.core.errors import InvalidArgument
+    from sglp.experiment.kind_configs import kind_config
 
     if cfg.mode != "prune" or cfg.dry_run:
         raise InvalidArgument("rehearse=true rehearses a prune job: drop mode= / dry_run=true")
@@ -208,46 +208,19 @@ def apply_rehearsal(cfg: DictConfig, run_dir: Path) -> None:
             ft.steps, ft.warmup_steps, ft.batch_size, ft.bf16, ft.gradient_checkpointing = 2, 0, 4, False, False
         elif ft.get("epochs", 0) > 0:
             ft.epochs, ft.max_steps_per_epoch, ft.batch_size = 1, 2, min(ft.batch_size, 16)
-        if cfg.model.get("kind") == "causal_lm":
-            if not cfg.model.get("arch"):
-                raise InvalidArgument(
-                    f"rehearse=true needs model.arch (the decoder's config fields) for {cfg.model.name}"
-                )
-            corpus = synthetic_corpus(run_dir / "rehearsal" / "corpus.txt", seed=cfg.seed)
-            arch = OmegaConf.to_container(cfg.model.arch, resolve=True)
-            cfg.model.path = str(rehearsal_llm(arch, corpus, run_dir / "rehearsal" / "model"))
-            cfg.model.dtype, cfg.model.device_map = "float32", None
-            cfg.dataset.splits = {"_target_": "sglp.data.text.text_splits", "path": str(corpus), "seq_len": 32,
-                                  "calib_fraction": 0.1, "test_fraction": 0.1}  # fmt: skip
-            cfg.dataset.pop("finetune_splits", None)
-            cfg.tasks = {"sglp_continuation": "acc"}  # the local lm-eval task (hub tasks need the hub)
-            cfg.lm_eval.task_limit, cfg.lm_eval.local_items = 16, 32
-        else:
-            cfg.checkpoint = None  # random weights: no checkpoint, no download
-            cfg.model.net.update(published_weights_off(cfg.model.net))
-            cfg.dataset.splits = {"_target_": "sglp.rehearsal.synthetic_splits", "name": cfg.dataset.name,
-                                  "input_shape": list(cfg.dataset.input_shape),
-                                  "num_classes": cfg.dataset.num_classes, "seed": cfg.seed}  # fmt: skip
+        kind_config(cfg).rehearse(cfg, run_dir)
     print(f"rehearsal of {cfg.name} [{cfg.label}]: synthetic data, random weights, rows -> {cfg.results_table}")
-
-
-# The model configs' ways of asking for published weights (torchvision: weights / weights_path; timm: pretrained /
-# weights_path), each with its value for "random initialisation".
-PUBLISHED_WEIGHTS = {"weights": None, "weights_path": None, "pretrained": False}
-
-
-def published_weights_off(net: DictConfig) -> dict:
-    """The overrides that build `net` with random weights (only the keys it sets), for the pre-flight and rehearsal."""
-    return {k: off for k, off in PUBLISHED_WEIGHTS.items() if net.get(k)}
 
 
 def dry_run(cfg: DictConfig, resolved: dict) -> dict:
     """The pre-flight: build every component and the real architecture (meta device: no weights, no data, no
     download), run their validation against the model, report what is found or missing, the reachable operating
-    point, peak memory and time estimates; exit 2 naming the fix when the job would fail (sglp.preflight)."""
-    from sglp.operating_points import build_on_meta
-    from sglp.preflight import JobSpec, preflight, raise_on_failure, report
-    from sglp.report import config_key
+    point, peak memory and time estimates; exit 2 naming the fix when the job would fail (sglp.experiment.preflight)."""
+    from sglp.experiment.kind_configs import kind_config
+    from sglp.experiment.operating_points import build_on_meta
+    from sglp.experiment.preflight import JobSpec, preflight, raise_on_failure, report
+    from sglp.experiment.report import config_key
+    from sglp.experiment.tables import is_stand_in
 
     strategy = instantiate(cfg.strategy)
     plan = {
@@ -258,21 +231,10 @@ def dry_run(cfg: DictConfig, resolved: dict) -> dict:
         "finetune": type(instantiate(cfg.finetune)).__name__ if cfg.finetune.get("_target_") else None,
         "results_table": cfg.results_table,
     }
-    language_model = cfg.model.get("kind") == "causal_lm"
-    if language_model:
-        plan["model"] = f"{cfg.model.path} ({'found' if os.path.exists(cfg.model.path) else 'hub id or missing'})"
-        arch = cfg.model.get("arch") or cfg.model.build
-        extra = {} if cfg.model.get("arch") else {"vocab_size": cfg.model.vocab_size}
-        model = build_on_meta(lambda: call_partial(instantiate(arch, **extra)))
-    else:
-        off = published_weights_off(cfg.model.net)  # published weights: fetched (or read) by the real run
-        model = build_on_meta(lambda: instantiate(cfg.model.net, **off))
-        plan["model"] = f"{type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters"
-        if off:
-            plan["model"] += ", published weights " + ", ".join(f"{k}={cfg.model.net[k]}" for k in off) + " (when run)"
-        found = "weights as built by the model config" if cfg.checkpoint is None else (
-            "found" if os.path.isfile(cfg.checkpoint) else "missing")  # fmt: skip
-        plan["checkpoint"] = f"{cfg.checkpoint} ({found})"
+    kind = kind_config(cfg)
+    language_model = kind.language_model
+    model, said = kind.meta_model(cfg, build_on_meta)
+    plan.update(said)
     split = cfg.dataset.splits
     if split.get("path"):  # every dataset names its location `path` (a folder or a file)
         plan["data"] = f"{split.path} ({'found' if os.path.exists(str(split.path)) else 'missing'})"
@@ -306,8 +268,8 @@ def dry_run(cfg: DictConfig, resolved: dict) -> dict:
         cka_kernel=cfg.similarity.get("kernel", "linear"),
         finetune_examples=ft_examples,
         pretrain_examples=pretrain_examples,
-        param_bytes=2 if language_model and cfg.model.dtype in ("bfloat16", "float16") else 4,
-        stand_in=cfg.name.endswith("_cpu"),
+        param_bytes=kind.param_bytes(cfg),
+        stand_in=is_stand_in(cfg.name),
         experiments_dir=Path(cfg.paths.root) / "experiments",
     )
     build_task(cfg, "cpu", **({"net": model} if "net" in cfg.kind else {}))  # the kind's own option checks
@@ -315,11 +277,6 @@ def dry_run(cfg: DictConfig, resolved: dict) -> dict:
     print(report(job, checks))
     raise_on_failure(job, checks)
     return plan
-
-
-def call_partial(obj):
-    """A model from a builder config: configs with `_partial_: true` give a partial, called here."""
-    return obj() if isinstance(obj, functools.partial) else obj
 
 
 def finetune_examples(epochs: int, batch_size: int, max_steps_per_epoch: int | None, num_train: int) -> int:
@@ -335,7 +292,7 @@ def run_or_exit(cfg: DictConfig) -> None:
     from hydra.errors import InstantiationException
     from omegaconf.errors import InterpolationResolutionError
 
-    from sglp.errors import SGLPError
+    from sglp.core.errors import SGLPError
 
     try:
         run(cfg)
