@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 from pathlib import Path
 
-import torch
 from bench_search import timed  # best-of-n wall time; scripts/ is on the path when run as a script
 
+from sglp.core.provenance import provenance, where_it_ran
 from sglp.experiment.operating_points import CostModel, build_on_meta
 from sglp.kinds.classification.models.resnet_cifar import resnet56
 from sglp.kinds.classification.models.torchvision_nets import torchvision_classifier
@@ -36,13 +34,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-    load = os.getloadavg()[0]
+    start = provenance("start")
     lines = [
         "# Cost-model benchmark",
         "",
-        f"Made by `python scripts/bench_costs.py --out {args.out}` on {platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; 1-minute load average {load:.2f} at the start "
-        f"(results/README.md says whether other jobs shared the CPU). Best of {args.repeats}. `CostModel.of` counts "
+        f"Made by `python scripts/bench_costs.py --out {args.out}`. Best of {args.repeats}. `CostModel.of` counts "
         "the dense model, each single removal and 4 additivity checks; the CPU copy column forces the copy (the "
         "default uses it only up to `CPU_TWIN_MAX_MACS` a forward).",
         "",
@@ -57,7 +53,7 @@ def main() -> None:
             on_twin.dense_macs, on_twin.unit_savings, on_twin.additive)  # fmt: skip
         lines.append(f"| {name} | {t_meta:.2f} | {t_twin:.2f} | {t_meta / t_twin:.1f}x | {same} |")
         print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
+    text = "\n".join([*lines, "", where_it_ran(start, provenance("end"))]) + "\n"
     if args.out:
         args.out.write_text(text)
     print(text)

@@ -26,7 +26,7 @@ import resource
 import time
 from pathlib import Path
 
-from sglp.core.provenance import cpu_model
+from sglp.core.provenance import provenance, where_it_ran
 
 LAYERS = 32  # LLaMA-3.1-8B
 
@@ -184,15 +184,13 @@ def main() -> None:
     ap.add_argument("--cka-n", default="1024,2048,4096,8192", help="token rows for the CKA measurements")
     ap.add_argument("--gram-max", type=int, default=4096, help="largest n for the Gram form (n^2 memory)")
     args = ap.parse_args()
-    t_all, load_start = time.perf_counter(), os.getloadavg()[0]
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    t_all, start = time.perf_counter(), provenance("start")
     lines = [
         "# LLM track at LLaMA-3.1-8B's depth: CKA, perplexity search, prune-stage memory",
         "",
         f"Made by `python scripts/bench_llm.py{' --out ' + str(args.out) if args.out else ''}` on "
-        f"{cpu_model()}, {os.cpu_count()} cores, torch threads = cores, each measurement in a fresh process; "
-        f"started {started}, 1-minute load average at the start {load_start:.2f} and at the end LOAD_END "
-        "(the bench itself keeps about 2 busy; more means something else ran). Model: "
+        "each measurement in a fresh process with torch threads = cores (the bench itself keeps about 2 busy: a "
+        "higher load average below means something else ran). Model: "
         f"LlamaForCausalLM, random weights, {LAYERS} layers, hidden {args.hidden}, vocabulary {args.vocab}, "
         "4 query heads per KV head, MLP 3.5 x hidden.",
         "",
@@ -312,7 +310,7 @@ def main() -> None:
         "",
         f"Total bench time: {(time.perf_counter() - t_all) / 60:.1f} min.",
     ]
-    text = "\n".join(lines).replace("LOAD_END", f"{os.getloadavg()[0]:.2f}", 1) + "\n"
+    text = "\n".join([*lines, "", where_it_ran(start, provenance("end"))]) + "\n"
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

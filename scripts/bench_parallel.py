@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from sglp.core.device import default_threads
-from sglp.core.provenance import cpu_model
+from sglp.core.provenance import provenance, where_it_ran
 from sglp.experiment.report import emit_report
 
 
@@ -68,12 +68,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
     cores = os.cpu_count() or 1
-    load_before, started = os.getloadavg()[0], time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    start = provenance("start")
     share = default_threads(None, 2, cores)
     alone = steps_ms(cores, args.steps)
     oversubscribed = two_at_once(cores, args.steps)
     shared = two_at_once(share, args.steps)
-    load_after = os.getloadavg()[0]
+    end = provenance("end")
     rows = [
         ("one job alone", cores, f"{alone:.0f}", f"{1000 / alone:.2f}"),
         ("two jobs, every core each (old default)", cores, " / ".join(f"{v:.0f}" for v in oversubscribed),
@@ -84,9 +84,8 @@ def main() -> None:
     lines = [
         "# Parallel jobs sharing the CPU",
         "",
-        f"Made by `python scripts/bench_parallel.py --out {args.out}`; {cpu_model()}, {cores} cores; started "
-        f"{started}; load average {load_before:.2f} before, {load_after:.2f} after. ResNet-56 forward+backward at "
-        f"batch 64 on 1 x 28 x 28 inputs, median of {args.steps} steps per process.",
+        f"Made by `python scripts/bench_parallel.py --out {args.out}`. ResNet-56 forward+backward at batch 64 on "
+        f"1 x 28 x 28 inputs, median of {args.steps} steps per process. {where_it_ran(start, end)}",
         "",
         "| jobs | torch threads each | ms per step (each job) | steps per second (all jobs) |",
         "|---|---|---|---|",

@@ -15,21 +15,21 @@ import argparse
 import itertools
 import math
 import os
-import platform
 import random
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from sglp.methods.scorers.gradnorm import GradNormScorer
 
 from sglp.core.activations import unit_output_hooks
+from sglp.core.provenance import provenance, where_it_ran
 from sglp.core.segmentation import fisher_dp, segment_diameters, unit_representation
 from sglp.core.similarity import cka_matrix
 from sglp.core.units import units_bypassed
 from sglp.experiment.report import emit_report
 from sglp.kinds.classification.models.resnet_cifar import resnet56
+from sglp.methods.scorers.gradnorm import GradNormScorer
 from sglp.methods.search import SegmentSearch
 
 
@@ -94,14 +94,13 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=40, help="candidates timed per batch size")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
-    load_start = os.getloadavg()[0]
+    start = provenance("start")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     lines = [
-        f"# Search benchmark\n\nMade by `python scripts/bench_search.py --out results/bench_search.md` on "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{args.threads} threads. Inputs: ResNet-56 (random weights; timings do not depend on them), "
-        f"1x28x28 inputs.\n"
+        "# Search benchmark\n\nMade by `python scripts/bench_search.py --out results/bench_search.md`. "
+        "Inputs: ResNet-56 (random weights; timings do not depend on them), "
+        "1x28x28 inputs.\n"
     ]
 
     # 1. CKA
@@ -206,11 +205,9 @@ def main() -> None:
         "RSS rises between segments because a later segment caches a longer prefix (with its graph); "
         "within a segment it stays flat. The SGLP paper reports about 1 h for its 16,430-candidate "
         "ResNet-56 space, on four 40 GB A100s (its Sec. 4.1.2).",
-        f"Load average (1 min) just before this benchmark: {load_start:.2f} on {os.cpu_count()} cores (near 0: no "
-        "other job was running; the benchmark's own threads load the CPU after that).",
         "",
     ]
-    emit_report("\n".join(lines), args.out)
+    emit_report("\n".join([*lines, "", where_it_ran(start, provenance("end"))]), args.out)
 
 
 if __name__ == "__main__":

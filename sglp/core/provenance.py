@@ -61,5 +61,15 @@ def provenance(stage: str) -> dict[str, Any]:
     out: dict[str, Any] = {f"{stage}_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), f"load_{stage}": load}
     if stage == "start":
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-        out.update({"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "gpu": gpu})
+        out.update({"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "gpu": gpu,
+                    "torch_version": torch.__version__})  # fmt: skip
     return out
+
+
+def where_it_ran(start: dict[str, Any], end: dict[str, Any]) -> str:
+    """One sentence for a page from provenance("start") and provenance("end"): the machine, torch, the threads, the
+    UTC window and the load average at both ends (a page's timings compare only at equal load)."""
+    load = "/".join("–" if v is None else f"{v:.2f}" for v in (start.get("load_start"), end.get("load_end")))
+    return (f"Where it ran: {start['cpu']}, {start['cpu_count']} cores, {start.get('gpu') or 'no GPU'}, torch "
+            f"{start.get('torch_version', '?')} with {start['threads']} threads; {start['start_utc']} to "
+            f"{end['end_utc']}; 1-minute load average {load} at the start / end.")  # fmt: skip
