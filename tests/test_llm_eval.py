@@ -61,3 +61,32 @@ def test_local_task_accuracy_equals_a_direct_log_likelihood_computation(tmp_path
             lls.append(sum(logp[len(ctx) - 1 + k, t].item() for k, t in enumerate(cont)))
         correct += int(max(range(len(lls)), key=lls.__getitem__) == it["label"])
     assert got["sglp_continuation"] == pytest.approx(100.0 * correct / 20)
+
+
+@pytest.mark.slow  # builds lm-eval's task index (~20 s): make test-all
+def test_without_a_route_to_the_hub_tasks_come_from_the_cache_only(tmp_path, monkeypatch):
+    """No DNS: the hub is not asked (no retries with back-off), a local task still loads, a hub task that is not
+    cached is one DataNotFoundError at once."""
+    import socket
+
+    import datasets.config
+    import huggingface_hub.constants
+
+    from sglp.core.errors import DataNotFoundError
+    from sglp.kinds.causal_lm import evaluation
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # restored after the test
+        monkeypatch.setenv(name, "0")
+        monkeypatch.setattr(datasets.config, name, False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    assert not evaluation.hub_reachable()
+    path = write_continuation_items(TEXT, tmp_path / "items.jsonl", num_items=4, seed=3)
+    evaluation.check_tasks({"sglp_continuation": "acc"}, {"path": str(path)})  # the local task: no error
+    assert datasets.config.HF_HUB_OFFLINE and huggingface_hub.constants.HF_HUB_OFFLINE
+    with pytest.raises(DataNotFoundError, match="cannot be loaded"):
+        evaluation.check_tasks({"piqa": "acc"}, {"path": str(path)})

@@ -122,3 +122,24 @@ def test_the_readme_is_short_and_links_every_docs_page():
     assert len(text.encode()) <= 15_000, "README.md over 15 KB: move the detail into docs/"
     for page in DOCS[1:]:
         assert f"(docs/{page.name})" in text, f"README.md does not link docs/{page.name}"
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|tmp|root|home|Users|scratch)/[\w.-]+")
+
+
+def machine_paths(text: str) -> list[str]:
+    """Absolute paths of one machine (a checkout, a scratch folder, a home) in `text`."""
+    return MACHINE_PATH.findall(text)
+
+
+def test_the_machine_path_finder_finds_one():
+    assert machine_paths("checkpoint /work/main/x.pt and /tmp/sglp_fault_1/none") == ["/work/main", "/tmp/sglp_fault_1"]
+    assert machine_paths("see results/faults.md and https://example.org/tmp/x, or ./tmp/y") == []
+
+
+def test_no_page_or_doc_holds_a_machine_path():
+    """Pages and docs are read on other machines: the code writes paths relative to the checkout (no diary of where
+    a run happened beyond the provenance the code records)."""
+    tracked = subprocess.run(["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    found = {f: paths for f in tracked if (paths := machine_paths((ROOT / f).read_text()))}
+    assert found == {}, found

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,12 +52,37 @@ def task_manager(metadata: tuple[tuple[str, object], ...]):
     return TaskManager(include_path=str(TASKS_DIR), metadata=dict(metadata))
 
 
+def hub_reachable(host: str = "huggingface.co") -> bool:
+    """Whether the hub's name resolves (it fails at once on a machine without DNS; a blocked route still resolves)."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
+def use_cached_datasets_only() -> None:
+    """Hugging Face datasets and hub from their caches only (no request, so no retries with back-off: about 25 s per
+    missing dataset otherwise). Set in the libraries too: they read the variables once, at import."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+
+
 def check_tasks(metrics: Mapping[str, str], metadata: Mapping[str, object] | None = None) -> None:
     """Load every task's dataset now (before any measurement): a hub task that cannot be fetched is one clear
-    error at the start of a run, not an exception after the dense evaluation."""
+    error at the start of a run, not an exception after the dense evaluation. Without a route to the hub, only
+    the datasets cache is asked."""
     from lm_eval.tasks import get_task_dict
 
     manager = task_manager(tuple(sorted((metadata or {}).items())))
+    if not hub_reachable():
+        use_cached_datasets_only()
     try:
         get_task_dict(list(metrics), task_manager=manager)
     except Exception as e:  # noqa: BLE001 - datasets / hub / lm-eval raise many types for "not available"
