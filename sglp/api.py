@@ -120,7 +120,7 @@ def _shortgpt(keep: int | None, ratio: float | None, k: int | None, seed: int) -
     return _one_shot(BlockInfluence(num_batches=2, batch_size=64), keep, ratio, seed), CKA_BATCHES
 
 
-def _torch_pruning(importance: str, **settings: Any) -> Callable[[], Any]:
+def _torch_pruning(importance: str, needs_grads: bool = False, **settings: Any) -> Callable[[], Any]:
     """A criterion factory: Torch-Pruning's `importance` class with these settings (configs/channel_criterion/)."""
 
     def make():
@@ -128,8 +128,7 @@ def _torch_pruning(importance: str, **settings: Any) -> Callable[[], Any]:
 
         from sglp.methods.channels.criteria import TorchPruningImportance
 
-        grads = settings.pop("needs_grads", False)
-        return TorchPruningImportance(getattr(tp.importance, importance)(**settings), needs_grads=grads)
+        return TorchPruningImportance(getattr(tp.importance, importance)(**settings), needs_grads=needs_grads)
 
     return make
 

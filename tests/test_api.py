@@ -44,7 +44,7 @@ def test_each_named_method_is_its_yamls_components_with_its_defaults(name, kind)
 def criterion_settings(c) -> dict:
     """A channel criterion's settings, its Torch-Pruning importance's and its inner score's included."""
     inner = {k: settings(getattr(c, k)) for k in ("importance", "within") if hasattr(c, k)}
-    return {**settings(c), **inner}
+    return {**settings(c), **inner, "needs": sorted(c.needs)}  # what evidence it asks for (gradients, features)
 
 
 def test_every_channel_method_yaml_has_its_named_form():
@@ -59,6 +59,8 @@ def test_each_channel_method_is_its_yamls_components_with_its_defaults(name):
     from_yaml = instantiate(cfg.strategy)
     built, cka_batches = METHODS[name, "classification"](flops_reduction_pct=40, params_reduction_pct=30, seed=0)
     assert criterion_settings(built.criterion) == criterion_settings(from_yaml.criterion)
+    again, _ = METHODS[name, "classification"](flops_reduction_pct=40, params_reduction_pct=30, seed=0)
+    assert criterion_settings(again.criterion) == criterion_settings(built.criterion), "a second build is the same"
     assert built.budget == from_yaml.budget and settings(built) == settings(from_yaml)
     assert cka_batches == (cfg.calibration.batch_size, cfg.calibration.num_batches)
 

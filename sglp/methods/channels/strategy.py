@@ -161,8 +161,8 @@ class DepthThenChannels(ChannelPruning):
         """The channel step's targets (relative to the depth-pruned model) that reach the totals (relative to the
         dense model); `dense`, `after_depth`: (MACs, parameters)."""
         targets = []
-        for total, d, a in ((self.budget.flops_reduction_pct, *(x[0] for x in (dense, after_depth))),
-                            (self.budget.params_reduction_pct, *(x[1] for x in (dense, after_depth)))):  # fmt: skip
+        totals = (self.budget.flops_reduction_pct, self.budget.params_reduction_pct)
+        for total, d, a in zip(totals, dense, after_depth, strict=True):
             step = None if total is None else 100.0 * (1.0 - (1.0 - total / 100.0) * d / a)
             if step is not None and step <= 0:
                 raise InvalidArgument(f"the depth step alone already removes {100 * (1 - a / d):.1f} % of the "
