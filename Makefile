@@ -82,9 +82,9 @@ test: data lint  ## lint, then the test suite (slow tests excluded)
 test-all: data  ## every test, including those marked slow
 	$(PY) -m pytest -q -m ""
 
-lint: $(STAMP)  ## ruff: lint rules and formatting check
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+lint: $(STAMP)  ## ruff: lint rules and formatting check (no cache: import sorting depends on the package tree)
+	$(VENV)/bin/ruff check --no-cache .
+	$(VENV)/bin/ruff format --no-cache --check .
 
 pretrain: data  ## re-create the committed ResNet-56 Fashion-MNIST backbone (~25 min on 2 CPU cores)
 	$(PY) run.py mode=pretrain name=pretrain overwrite=true

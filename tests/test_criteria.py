@@ -153,9 +153,8 @@ def test_imprinting_importance_is_gain_over_previous_unit(net, batches):
 def test_imprinting_fits_on_class_balanced_training_examples(net, batches):
     """With fit_per_class, the probes are imprinted from `per_class` training examples of every class (drawn by
     the data source) and scored on all calibration batches."""
-    from sglp.methods.scorers.base import SplitCalibration
-
     from sglp.data.batches import ImageSplits, class_balanced_indices
+    from sglp.methods.scorers.base import SplitCalibration
 
     g = torch.Generator().manual_seed(2)
     train = (torch.randint(0, 256, (300, 1, 12, 12), generator=g, dtype=torch.uint8), torch.arange(300) % 10)

@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from sglp.methods.scorers.gradnorm import GradNormScorer, gradnorm
-from sglp.methods.scorers.loss import LossScorer
 from torch import nn
 
 from sglp.core.units import units_bypassed
 from sglp.kinds.classification.models.resnet_cifar import resnet20
+from sglp.methods.scorers.gradnorm import GradNormScorer, gradnorm
+from sglp.methods.scorers.loss import LossScorer
 
 
 def batches(n=2, b=8, hw=12, seed=0):

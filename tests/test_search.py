@@ -5,12 +5,12 @@ import math
 
 import pytest
 import torch
-from sglp.methods.scorers.base import Scorer
 
 from sglp.core.errors import InvalidArgument
 from sglp.core.units import prunable_units
 from sglp.kinds.classification.models.resnet_cifar import resnet20
 from sglp.methods.criteria.random import RandomUnits
+from sglp.methods.scorers.base import Scorer
 from sglp.methods.search import SegmentSearch, allocate_keep, target_keep
 
 

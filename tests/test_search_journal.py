@@ -7,8 +7,6 @@ import json
 import pytest
 import torch
 from filelock import FileLock
-from sglp.methods.scorers.base import Scorer
-from sglp.methods.scorers.loss import LossScorer
 
 from sglp.core.checkpoint import save_checkpoint
 from sglp.core.segmentation import UniformSegmenter
@@ -17,6 +15,8 @@ from sglp.experiment.pipeline import JobSettings, run_pruning
 from sglp.kinds.base import NoFinetuning
 from sglp.kinds.classification.models.resnet_cifar import resnet20
 from sglp.kinds.classification.task import ClassificationTask
+from sglp.methods.scorers.base import Scorer
+from sglp.methods.scorers.loss import LossScorer
 from sglp.methods.search import SegmentSearch
 from sglp.methods.search_journal import SearchJournal
 from sglp.methods.strategy import SegmentedPruning
