@@ -92,3 +92,51 @@ def test_one_fusion_step_replaces_the_pair_by_its_aligned_average():
     assert all(torch.allclose(v, expected.state_dict()[k]) for k, v in got.state_dict().items())
     x = torch.randn(2, 1, 16, 16)
     assert result.pruned(x).shape == (2, 10)
+
+
+def test_a_retrain_recipe_trains_after_every_fusion_step_with_the_training_handed_in():
+    torch.manual_seed(0)
+    net = resnet20(10, 1).eval()
+    calls = []
+
+    def retrain(model, recipe, seed):  # stands in for the kind's training: shrinks every weight
+        calls.append((len(prunable_units(model)), recipe, seed))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(0.9)
+
+    result = LayerFusion(keep=6, retrain="recipe", seed=3)(net, progress=False, retrain=retrain)
+    assert calls == [(8, "recipe", 4), (7, "recipe", 5), (6, "recipe", 6)]
+    plain = LayerFusion(keep=6, seed=3)(net, progress=False)
+    x = torch.randn(2, 1, 16, 16)
+    assert not torch.allclose(result.pruned(x), plain.pruned(x))  # the retrained model is the one returned
+    with pytest.raises(InvalidArgument, match="kind's training"):
+        LayerFusion(keep=6, retrain="recipe")(net, progress=False)
+
+
+def test_the_classifier_kind_retrains_with_its_own_sgd(tmp_path):
+    """Task.retrain of a classifier is its SGD on the training split (the same steps as `train` with that seed);
+    a recipe of another kind, or a kind without training, is refused with the fix."""
+    import functools
+
+    from sglp.core.checkpoint import save_checkpoint
+    from sglp.data.fashion_mnist import load_fashion_mnist
+    from sglp.kinds.base import NoFinetuning, Task
+    from sglp.kinds.classification.task import ClassificationTask
+    from sglp.kinds.classification.training import SGDConfig, train
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", resnet20(10, 1))
+    data = functools.partial(load_fashion_mnist, path="data", calib_size=200)
+    task = ClassificationTask(resnet20(10, 1), str(tmp_path / "m.pt"), data, NoFinetuning(), progress=False)
+    recipe = SGDConfig(epochs=1, batch_size=16, lr=0.05, max_steps_per_epoch=3)
+    dense = task.load_model()
+    a, b = copy.deepcopy(dense), copy.deepcopy(dense)
+    task.retrain(a, recipe, seed=7)
+    train(b, task.data, recipe, seed=7, progress=False)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert not all(torch.equal(v, dense.state_dict()[k]) for k, v in a.state_dict().items())
+    with pytest.raises(InvalidArgument, match="SGDConfig"):
+        task.retrain(a, {"lr": 0.1}, seed=0)
+    with pytest.raises(InvalidArgument, match="strategy.retrain=null"):
+        Task.retrain(task, a, recipe, seed=0)

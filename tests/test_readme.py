@@ -137,9 +137,10 @@ def test_the_machine_path_finder_finds_one():
     assert machine_paths("see results/faults.md and https://example.org/tmp/x, or ./tmp/y") == []
 
 
-def test_no_page_or_doc_holds_a_machine_path():
-    """Pages and docs are read on other machines: the code writes paths relative to the checkout (no diary of where
-    a run happened beyond the provenance the code records)."""
-    tracked = subprocess.run(["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+def test_no_page_doc_or_row_holds_a_machine_path():
+    """Pages, docs, rows and configs are read on other machines: the code writes paths relative to the checkout (no
+    diary of where a run happened beyond the provenance the code records)."""
+    patterns = ["*.md", "*.csv", "*.jsonl", "*.json", "*.yaml", "*.txt"]
+    tracked = subprocess.run(["git", "ls-files", *patterns], cwd=ROOT, capture_output=True, text=True).stdout.split()
     found = {f: paths for f in tracked if (paths := machine_paths((ROOT / f).read_text()))}
     assert found == {}, found

@@ -112,7 +112,7 @@ def run_pruning(
     inplace = task.surgery_in_place and not s.keep_dense
     with timed(timings, "seconds_prune"):  # the method's whole cost: similarity, segmentation, search, surgery
         result = strategy(model, calibration=calibration, cka_batches=cka_batches, data=task.data,
-                          progress=s.progress, journal=journal, inplace=inplace)  # fmt: skip
+                          progress=s.progress, journal=journal, inplace=inplace, retrain=task.retrain)  # fmt: skip
     # nothing below reads `model`: in place it is `result.pruned` itself (one copy of the weights)
     timings.update({f"seconds_{k}": v for k, v in result.seconds.items()})
     log.info("segments %s; kept %s; removed %s (search space %d, %.1fs)", result.segments, result.kept,

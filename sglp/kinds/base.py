@@ -106,6 +106,11 @@ class Task(ABC):
         """Recovery after pruning: (the fine-tuned model, row entries describing what was run). `steps`: the
         recipe with this budget of optimizer steps instead of its own (budget curves)."""
 
+    def retrain(self, model: nn.Module, recipe: Any, seed: int) -> None:
+        """Train `model` in place with `recipe` on this kind's training data: what a strategy that trains between
+        its steps (layer fusion's iterative variant) is handed. Kinds that cannot say so."""
+        raise InvalidArgument(f"{type(self).__name__} cannot retrain between pruning steps: set strategy.retrain=null")
+
     @abstractmethod
     def measure_cost(self, model: nn.Module) -> dict[str, Any]:
         """Cost of one model (parameters, MACs, latency or throughput); JSON-serialisable (the dense cache)."""

@@ -23,9 +23,8 @@ from torch import nn
 from sglp.core.errors import InvalidArgument, UnsupportedModelError
 from sglp.core.surgery import remove_layers
 from sglp.core.units import FusableUnit, prunable_units, set_submodule
-from sglp.kinds.classification.training import SGDConfig, train
 from sglp.methods.search import SearchResult, target_keep
-from sglp.methods.strategy import PruneResult, Strategy, timed
+from sglp.methods.strategy import PruneResult, Retrain, Strategy, timed
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +87,9 @@ def most_similar_pair(units: list[nn.Module], adjacent_only: bool) -> tuple[tupl
 class LayerFusion(Strategy):
     """Fuse the most similar same-shaped units until `keep` units remain (or a `ratio` of units is gone).
 
-    `retrain` (an SGDConfig, e.g. a few hundred steps) trains the network on the training split after each
-    fusion step, as the paper's iterative variant does; `None` fuses without training in between.
+    `retrain` (a recipe of the model's kind, e.g. an SGDConfig of a few hundred steps) trains the network after
+    each fusion step, as the paper's iterative variant does; the training itself is the kind's, handed in as the
+    call's `retrain` (Task.retrain). `None` fuses without training in between.
     """
 
     def __init__(
@@ -98,7 +98,7 @@ class LayerFusion(Strategy):
         ratio: float | None = None,
         align: bool = False,
         adjacent_only: bool = False,
-        retrain: SGDConfig | None = None,
+        retrain: Any = None,
         seed: int = 0,
     ) -> None:
         self.keep, self.ratio, self.align, self.adjacent_only = keep, ratio, align, adjacent_only
@@ -118,13 +118,13 @@ class LayerFusion(Strategy):
 
     def __call__(
         self, model: nn.Module, calibration=None, cka_batches=None, data=None, progress: bool = True, journal=None,
-        inplace: bool = False,
+        inplace: bool = False, retrain: Retrain | None = None,
     ) -> PruneResult:  # fmt: skip
         """Fuse the most similar neighbours until the target depth (no candidate search: `journal` is unused)."""
         num_units = len(prunable_units(model))
         keep = target_keep(num_units, self.keep, self.ratio)
-        if self.retrain is not None and data is None:
-            raise InvalidArgument("layer fusion with retrain needs the training data (data=...)")
+        if self.retrain is not None and retrain is None:
+            raise InvalidArgument("layer fusion with a retrain recipe needs the kind's training (retrain=task.retrain)")
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         pruned = model if inplace else copy.deepcopy(model)
@@ -148,14 +148,7 @@ class LayerFusion(Strategy):
                 log.info("fused unit %d into unit %d (weight cosine %.4f)", origin[j], origin[i], cos)
                 del origin[j]
                 if self.retrain is not None:
-                    train(
-                        pruned,
-                        data,
-                        self.retrain,
-                        seed=self.seed + len(fused),
-                        desc="fusion retrain",
-                        progress=progress,
-                    )
+                    retrain(pruned, self.retrain, self.seed + len(fused))
         removed = sorted(set(range(num_units)) - set(origin))
         search = SearchResult(origin, removed, [], compared, time.perf_counter() - t0, fused, compared)
         pruned.pruned_from_units = {"units_total": num_units, "removed": removed}

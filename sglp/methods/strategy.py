@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +28,9 @@ from sglp.methods.search import SearchResult, SegmentSearch, target_keep
 from sglp.methods.search_journal import SearchJournal
 
 log = logging.getLogger(__name__)
+
+# The kind's training handed to a strategy: retrain(model, recipe, seed) trains `model` in place (Task.retrain).
+Retrain = Callable[[nn.Module, Any, int], None]
 
 
 @contextmanager
@@ -61,10 +64,11 @@ class PruneResult:
 
 class Strategy(ABC):
     """How a job prunes. `check(num_units)` fails fast on impossible settings (before any data is read);
-    `strategy(model, calibration=, cka_batches=, data=, progress=, journal=, inplace=)` returns a PruneResult
-    without touching `model` (`journal`: a SearchJournal that a candidate search resumes from and writes to, or
-    None), or, with `inplace=True`, with `model` itself pruned (no second copy: the job no longer needs the dense
-    model);
+    `strategy(model, calibration=, cka_batches=, data=, progress=, journal=, inplace=, retrain=)` returns a
+    PruneResult without touching `model` (`journal`: a SearchJournal that a candidate search resumes from and writes
+    to, or None), or, with `inplace=True`, with `model` itself pruned (no second copy: the job no longer needs the
+    dense model); `retrain(model, recipe, seed)` is the kind's training (Task.retrain), handed in for a strategy
+    that trains between its steps;
     `describe(result)` gives the row entries that identify the choice; `label` names it in rows when no method
     label is set (e.g. "segmented/fisher/gradnorm", "one-shot/l1"); `units_kept_target(num_units)` is the depth it
     was configured for (None when it sets none)."""
@@ -82,6 +86,7 @@ class Strategy(ABC):
         progress: bool = True,
         journal: SearchJournal | None = None,
         inplace: bool = False,
+        retrain: Retrain | None = None,
     ) -> PruneResult: ...
 
     @abstractmethod
@@ -131,6 +136,7 @@ class SegmentedPruning(Strategy):
         progress: bool = True,
         journal: SearchJournal | None = None,
         inplace: bool = False,
+        retrain: Retrain | None = None,
     ) -> PruneResult:
         """CKA of unit outputs on `cka_batches` (skipped when the segmenter ignores it) -> segments -> per-segment
         search scored on `calibration` -> real removal."""

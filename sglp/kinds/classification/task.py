@@ -100,6 +100,14 @@ class ClassificationTask(Task):
     def finetunes(self) -> bool:
         return isinstance(self.finetune_config, SGDConfig) and self.finetune_config.epochs > 0
 
+    def retrain(self, model: nn.Module, recipe: SGDConfig, seed: int) -> None:
+        if not isinstance(recipe, SGDConfig):
+            raise InvalidArgument(
+                f"strategy.retrain is a {type(recipe).__name__}: a classifier retrains with an SGDConfig "
+                "({_target_: sglp.kinds.classification.training.SGDConfig, ...}) or null"
+            )
+        train(model, self.data, recipe, seed=seed, desc="retrain", progress=self.progress)
+
     def measure_cost(self, model: nn.Module) -> dict[str, Any]:
         shape = self.data.input_shape
         out: dict[str, Any] = {"params": count_parameters(model), "flops": count_flops(model, shape)}

@@ -26,7 +26,7 @@ from sglp.methods.channels.groups import (
 from sglp.methods.scorers.base import CalibrationSource
 from sglp.methods.search import SearchResult
 from sglp.methods.search_journal import SearchJournal
-from sglp.methods.strategy import PruneResult, Strategy, timed
+from sglp.methods.strategy import PruneResult, Retrain, Strategy, timed
 
 
 class ChannelPruning(Strategy):
@@ -76,6 +76,7 @@ class ChannelPruning(Strategy):
         progress: bool = True,
         journal: SearchJournal | None = None,
         inplace: bool = False,
+        retrain: Retrain | None = None,
     ) -> PruneResult:
         seconds: dict[str, float] = {}
         input_shape = tuple(getattr(data, "input_shape", None) or cka_batches[0][0].shape[1:])
@@ -181,10 +182,12 @@ class DepthThenChannels(ChannelPruning):
         progress: bool = True,
         journal: SearchJournal | None = None,
         inplace: bool = False,
+        retrain: Retrain | None = None,
     ) -> PruneResult:
         input_shape = tuple(getattr(data, "input_shape", None) or cka_batches[0][0].shape[1:])
         dense = WidthCost(model, [], input_shape).dense
-        depth = self.depth(model, calibration, cka_batches, data, progress=progress, journal=journal, inplace=inplace)
+        depth = self.depth(model, calibration, cka_batches, data, progress=progress, journal=journal, inplace=inplace,
+                           retrain=retrain)  # fmt: skip
         after_depth = WidthCost(depth.pruned, [], input_shape).dense
         step = self.step_budget(dense, after_depth)
         width = ChannelPruning(self.criterion, step, self.calib_batch_size, self.calib_batches)
