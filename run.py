@@ -1,6 +1,7 @@
 """sglp's one entry point: `python run.py [group=option ...] [key=value ...]` (Hydra).
 
-Hydra composes the config; sglp.experiment.cli turns it into library calls (no algorithm lives here).
+Hydra composes the config; sglp.experiment.cli turns it into library calls (no algorithm lives here);
+sglp.experiment.command_line checks the command line before Hydra runs and ends bad input with exit 2.
 `python run.py --help` lists the config groups; `python run.py --cfg job` prints the config.
 """
 
@@ -15,7 +16,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from sglp.experiment.cli import check_command_line, run_or_exit  # noqa: E402
+from sglp.experiment.command_line import check_command_line, run_or_exit  # noqa: E402
 from sglp.experiment.resolvers import register as register_resolvers  # noqa: E402
 
 register_resolvers()  # ${slug:...}, ${pick:...} in configs/

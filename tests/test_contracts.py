@@ -212,7 +212,7 @@ def model_config(name: str):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_model_yaml_selects_its_kind_and_builds_a_task(name):
-    from sglp.experiment.cli import build_task
+    from sglp.experiment.build import build_task
 
     cfg = model_config(name)
     kind = cfg.hydra.runtime.choices["kind"]
