@@ -1,21 +1,15 @@
-"""scripts/study_scorers.py's sampling and statistics on synthetic candidates with known answers."""
+"""The scorer study's sampling and statistics (sglp.experiment.scorer_study) on synthetic candidates with known
+answers."""
 
-import importlib.util
 import itertools
 import json
 import math
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("study_scorers", ROOT / "scripts" / "study_scorers.py")
-study = importlib.util.module_from_spec(spec)
-sys.modules["study_scorers"] = study
-spec.loader.exec_module(study)
+from sglp.experiment import scorer_study as study
 
 
 def test_candidates_are_distinct_draws_of_the_allotted_size_from_the_real_space():
@@ -68,7 +62,7 @@ def test_rendered_intervals_separate_a_perfect_scorer_from_chance(tmp_path):
     flat = [
         {**r, "keep": 14, "seed": s, "segments": "[[0]]", "alloc": "[1]"} for s, rs in synthetic().items() for r in rs
     ]
-    args = type("A", (), {"command": "test", "rows": "rows.csv", "k": 3, "score_batches": 1, "finetune_steps": 100})
+    args = study.StudySettings(checkpoint="model.pt", command="test", rows="rows.csv")
     page = study.render(flat, args, 0.0)
     line = {ln.split(" | ")[0][2:]: ln for ln in page.splitlines() if ln.startswith("| ")}
     perfect = line["gradnorm_min"].split(" | ")[1]  # "+1.00 [+1.00, +1.00]"
@@ -109,3 +103,16 @@ def test_random_scorers_reach_far_when_accuracy_is_additive_in_the_units_and_a_t
             r["gradnorm"] = -r["acc_after_ft"]  # a scorer that knows the answer
     perfect = study.spearman_and_pick(rows, "gradnorm_min", {s: np.arange(50) for s in rows})[0]
     assert perfect == 1.0 and np.mean(null < perfect) == 1.0
+
+
+def test_the_page_says_where_the_rows_ran_and_which_predate_it():
+    old = {"threads": 2}
+    new = {"threads": 1, "cpu": "AMD EPYC", "cpu_count": 2, "gpu": None}
+    assert study.where_the_rows_ran([old, old]) == (
+        "Rows ran with 2 torch threads (these rows predate recorded machine and load)."
+    )
+    assert study.where_the_rows_ran([old, new]) == (
+        "Rows ran with 1/2 torch threads on AMD EPYC, 2 cores, no GPU (1 rows record their machine and load, "
+        "1 predate that)."
+    )
+    assert study.where_the_rows_ran([new]).endswith("(1 rows record their machine and load).")
