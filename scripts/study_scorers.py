@@ -19,17 +19,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints/resnet56_fashion_mnist/model.pt"))
-    ap.add_argument("--keep", type=int, nargs="+", default=[14, 8])
-    ap.add_argument("--k", type=int, default=3)
-    ap.add_argument("--candidates", type=int, default=50)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--finetune-steps", type=int, default=100)
-    ap.add_argument("--score-batches", type=int, default=1)
-    ap.add_argument("--rows", type=Path, default=Path("results/rows/scorer_study.csv"))
+    d = StudySettings(checkpoint=str(ROOT / "checkpoints/resnet56_fashion_mnist/model.pt"))  # the defaults
+    ap.add_argument("--checkpoint", default=d.checkpoint)
+    ap.add_argument("--keep", type=int, nargs="+", default=list(d.keep))
+    ap.add_argument("--k", type=int, default=d.k)
+    ap.add_argument("--candidates", type=int, default=d.candidates)
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds))
+    ap.add_argument("--finetune-steps", type=int, default=d.finetune_steps)
+    ap.add_argument("--score-batches", type=int, default=d.score_batches)
+    ap.add_argument("--rows", type=Path, default=Path(d.rows))
     ap.add_argument("--out", type=Path, default=Path("results/scorer_study.md"))
     ap.add_argument("--render-only", action="store_true", help="render the page from the rows so far")
-    ap.add_argument("--command", default="make scorer-study", help="the command named on the page")
+    ap.add_argument("--command", default=d.command, help="the command named on the page")
     args = ap.parse_args(argv)
     settings = StudySettings(checkpoint=args.checkpoint, keep=tuple(args.keep), k=args.k, candidates=args.candidates,
                              seeds=tuple(args.seeds), finetune_steps=args.finetune_steps,

@@ -125,8 +125,8 @@ def run(args: StudySettings) -> None:
                        "segments": json.dumps(segments), "alloc": json.dumps(alloc), "kept": json.dumps(list(kept)),
                        "gradnorm": gn, "gradnorm_paper_init": pi, "loss": loss, "random": rnd,
                        "acc_before_ft": before, "acc_after_ft": after, "finetune_steps": args.finetune_steps,
-                       "score_batches": args.score_batches, "threads": torch.get_num_threads(),
-                       "seconds": time.perf_counter() - t0, **start, **provenance("end")}  # fmt: skip
+                       "score_batches": args.score_batches, "seconds": time.perf_counter() - t0,
+                       **start, **provenance("end")}  # start holds the threads  # fmt: skip
                 append_row(row, args.rows, unique=True)
                 print(f"{row['key']}: before {before:.2f} after {after:.2f} ({row['seconds']:.0f}s)", flush=True)
 
