@@ -205,9 +205,8 @@ def main() -> None:
         "RSS rises between segments because a later segment caches a longer prefix (with its graph); "
         "within a segment it stays flat. The SGLP paper reports about 1 h for its 16,430-candidate "
         "ResNet-56 space, on four 40 GB A100s (its Sec. 4.1.2).",
-        "",
     ]
-    emit_report("\n".join([*lines, "", where_it_ran(start, provenance("end"))]), args.out)
+    emit_report("\n".join([*lines, "", where_it_ran(start, provenance("end"))]) + "\n", args.out)
 
 
 if __name__ == "__main__":

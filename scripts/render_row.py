@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+from sglp.core.provenance import where_it_ran
 from sglp.experiment.report import emit_report
 
 SUMMARY = [
@@ -99,10 +100,12 @@ def render(row: dict, command: str | None = None) -> str:
     head = f"Made by `{command}`" if command else "Made by sglp"
     run = Path(row["run_dir"])
     run = run.relative_to(Path.cwd()) if run.is_relative_to(Path.cwd()) else run
+    where = f"\n{where_it_ran(row, row)}\n" if "cpu" in row else ""  # rows before provenance have none
     return (
         f"{head}; run directory `{run}` (git-ignored; the same row is in `outputs/runs.csv`).\n\n"
         + "\n".join(lines)
         + "\n"
+        + where
     )
 
 

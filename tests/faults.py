@@ -168,6 +168,17 @@ CASES: list[Case] = [
             "dry_run=true",
         ],
     ),  # fmt: skip
+    Case("strategy", ["strategy=fusion", "strategy.retrain={lr: 0.1}", "dry_run=true"]),  # not an SGDConfig
+    Case(
+        "strategy",
+        [
+            "model=tiny_llama",
+            "strategy=fusion",
+            "search.keep=8",
+            "dry_run=true",
+            "strategy.retrain={_target_: sglp.kinds.classification.training.SGDConfig, epochs: 1}",
+        ],
+    ),  # fmt: skip  # an LM kind has no retraining
     Case("method", ["method=sglp_typo"]),
     Case("method", ["method=sglp_llm"]),
     # finetune

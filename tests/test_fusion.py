@@ -140,3 +140,35 @@ def test_the_classifier_kind_retrains_with_its_own_sgd(tmp_path):
         task.retrain(a, {"lr": 0.1}, seed=0)
     with pytest.raises(InvalidArgument, match="strategy.retrain=null"):
         Task.retrain(task, a, recipe, seed=0)
+
+
+def test_a_retrain_the_kind_cannot_do_is_refused_before_the_job_reads_any_data(tmp_path):
+    """The job (and the pre-flight, through the same `check_task`) asks the kind whether it can retrain with the
+    recipe before the dense model is measured: a wrong recipe type, or a kind without training, fails with the fix
+    and no data read; a recipe the kind takes passes the check."""
+    import functools
+
+    from sglp.core.checkpoint import save_checkpoint
+    from sglp.data.fashion_mnist import load_fashion_mnist
+    from sglp.experiment.pipeline import JobSettings, run_pruning
+    from sglp.kinds.base import NoFinetuning, Task
+    from sglp.kinds.classification.task import ClassificationTask
+    from sglp.kinds.classification.training import SGDConfig
+
+    save_checkpoint(tmp_path / "m.pt", resnet20(10, 1))
+    data = functools.partial(load_fashion_mnist, path="data", calib_size=200)
+    task = ClassificationTask(resnet20(10, 1), str(tmp_path / "m.pt"), data, NoFinetuning(), progress=False)
+    model = task.load_model()
+    settings = JobSettings(progress=False)
+    with pytest.raises(InvalidArgument, match="SGDConfig"):
+        run_pruning(model, task, LayerFusion(keep=6, retrain={"lr": 0.1}), settings, tmp_path / "run", None)
+    assert task._data is None  # refused before the dense evaluation built the data
+
+    class NoTraining(ClassificationTask):  # a kind that cannot retrain: the base refusal
+        check_retrain = Task.check_retrain
+
+    other = NoTraining(resnet20(10, 1), str(tmp_path / "m.pt"), data, NoFinetuning(), progress=False)
+    with pytest.raises(InvalidArgument, match="strategy.retrain=null"):
+        LayerFusion(keep=6, retrain=SGDConfig(epochs=1)).check_task(other)
+    LayerFusion(keep=6, retrain=SGDConfig(epochs=1)).check_task(task)
+    LayerFusion(keep=6).check_task(other)  # no recipe, nothing asked of the kind

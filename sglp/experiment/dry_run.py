@@ -100,7 +100,8 @@ def dry_run(cfg: DictConfig, resolved: dict) -> dict:
         stand_in=is_stand_in(cfg.name),
         experiments_dir=Path(cfg.paths.root) / "experiments",
     )
-    build_task(cfg, "cpu", **({"net": model} if "net" in cfg.kind else {}))  # the kind's own option checks
+    task = build_task(cfg, "cpu", **({"net": model} if "net" in cfg.kind else {}))  # the kind's own option checks
+    strategy.check_task(task)  # what the strategy needs of the kind (e.g. fusion's retraining), as the job checks it
     checks = preflight(job, strategy, **cfg.preflight)
     print(report(job, checks))
     raise_on_failure(job, checks)

@@ -82,7 +82,7 @@ def run_pruning(
     logger, s, timings = logger or NullLogger(), settings, {}
     units_total = len(prunable_units(model))
     strategy.check(units_total)
-    strategy.check_kind(task.kind)
+    strategy.check_task(task)
     if s.finetune_budgets and not task.finetunes:
         raise InvalidArgument(f"finetune_budgets={list(s.finetune_budgets)} with no fine-tuning recipe: choose a "
                               "finetune config, or drop finetune_budgets")  # fmt: skip

@@ -106,10 +106,15 @@ class Task(ABC):
         """Recovery after pruning: (the fine-tuned model, row entries describing what was run). `steps`: the
         recipe with this budget of optimizer steps instead of its own (budget curves)."""
 
+    def check_retrain(self, recipe: Any) -> None:
+        """Fail fast when `retrain` cannot train with `recipe` (checked before the first pruning step). Kinds that
+        cannot retrain at all say so."""
+        raise InvalidArgument(f"{type(self).__name__} cannot retrain between pruning steps: set strategy.retrain=null")
+
     def retrain(self, model: nn.Module, recipe: Any, seed: int) -> None:
         """Train `model` in place with `recipe` on this kind's training data: what a strategy that trains between
-        its steps (layer fusion's iterative variant) is handed. Kinds that cannot say so."""
-        raise InvalidArgument(f"{type(self).__name__} cannot retrain between pruning steps: set strategy.retrain=null")
+        its steps (layer fusion's iterative variant) is handed. A kind that retrains overrides both methods."""
+        Task.check_retrain(self, recipe)
 
     @abstractmethod
     def measure_cost(self, model: nn.Module) -> dict[str, Any]:

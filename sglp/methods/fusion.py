@@ -107,6 +107,11 @@ class LayerFusion(Strategy):
     def check(self, num_units: int) -> None:
         target_keep(num_units, self.keep, self.ratio)
 
+    def check_task(self, task) -> None:
+        super().check_task(task)
+        if self.retrain is not None:  # the kind says whether it can retrain with this recipe, before any fusion
+            task.check_retrain(self.retrain)
+
     def describe(self, result: PruneResult | None = None) -> dict[str, Any]:
         return {"scorer": None, "fusion_align": self.align, "fusion_adjacent_only": self.adjacent_only}
 

@@ -102,6 +102,11 @@ class Strategy(ABC):
     def check_kind(self, kind: str) -> None:  # noqa: B027 (optional: most strategies prune any kind)
         """Fail fast when a component cannot handle this kind of model (configs/kind/<kind>)."""
 
+    def check_task(self, task) -> None:
+        """Fail fast when the task cannot give what this strategy needs (the job's and the pre-flight's check,
+        before any data is read): its kind (`check_kind`) and, for a strategy that trains, the kind's training."""
+        self.check_kind(task.kind)
+
     def plan(self, model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, str]]:
         """The pre-flight's view of what this strategy will do to `model` (check name, detail), built on the real
         architecture with any weights; SGLPError when it cannot. Depth strategies: nothing beyond `check`."""

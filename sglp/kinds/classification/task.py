@@ -100,12 +100,15 @@ class ClassificationTask(Task):
     def finetunes(self) -> bool:
         return isinstance(self.finetune_config, SGDConfig) and self.finetune_config.epochs > 0
 
-    def retrain(self, model: nn.Module, recipe: SGDConfig, seed: int) -> None:
+    def check_retrain(self, recipe: Any) -> None:
         if not isinstance(recipe, SGDConfig):
             raise InvalidArgument(
                 f"strategy.retrain is a {type(recipe).__name__}: a classifier retrains with an SGDConfig "
                 "({_target_: sglp.kinds.classification.training.SGDConfig, ...}) or null"
             )
+
+    def retrain(self, model: nn.Module, recipe: SGDConfig, seed: int) -> None:
+        self.check_retrain(recipe)
         train(model, self.data, recipe, seed=seed, desc="retrain", progress=self.progress)
 
     def measure_cost(self, model: nn.Module) -> dict[str, Any]:
