@@ -51,7 +51,7 @@ pretrain-llm: data-llm  ## re-create the committed tiny LLaMA on the KJV corpus 
 demo-llm: data-llm  ## SGLP on the tiny LLaMA: token CKA, perplexity search, LoRA, local lm-eval task (CPU)
 	$(PY) run.py model=tiny_llama name=demo_llm
 
-demo: data  ## SGLP end to end on ResNet-56 / Fashion-MNIST (offline, ~6 min on 2 CPU cores)
+demo: data  ## SGLP end to end on ResNet-56 / Fashion-MNIST (offline, 5-9 min on 2 CPU cores)
 	$(PY) run.py name=demo
 
 # The verdict grid (configs/experiment/verdicts.yaml, results/README.md has the plan and its CPU-hour estimate):

@@ -144,3 +144,15 @@ def test_no_page_doc_or_row_holds_a_machine_path():
     tracked = subprocess.run(["git", "ls-files", *patterns], cwd=ROOT, capture_output=True, text=True).stdout.split()
     found = {f: paths for f in tracked if (paths := machine_paths((ROOT / f).read_text()))}
     assert found == {}, found
+
+
+CODE_PATH = re.compile(r"(?<![\w./<>{}-])((?:sglp|scripts|tests|configs)/[\w./-]*\w\.(?:py|yaml))(?![\w<{])")
+
+
+def test_every_code_file_a_page_names_exists():
+    """Pages and docs name the code that makes them (`sglp/experiment/verdicts.py`, `configs/experiment/x.yaml`):
+    after a module moves, a page that still names the old path is re-rendered or fixed."""
+    tracked = subprocess.run(["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    found = {f: missing for f in tracked
+             if (missing := sorted({p for p in CODE_PATH.findall((ROOT / f).read_text()) if not (ROOT / p).exists()}))}  # fmt: skip
+    assert found == {}, found

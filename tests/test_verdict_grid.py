@@ -79,3 +79,16 @@ def test_every_committed_grid_row_is_the_key_its_command_computes_now():
         assert config_key(OmegaConf.to_container(cfg, resolve=True), root=str(ROOT)) == row["config_key"], row[
             "overrides"
         ]
+
+
+def test_the_committed_verdict_page_is_what_its_rows_render_to_now(tmp_path):
+    """results/verdicts.md is rendered, never edited: the committed rows through today's renderer give the page
+    byte for byte (a row committed without `make verdicts-page`, or a renderer change, fails here)."""
+    from sglp.experiment.tables import read_rows
+    from sglp.experiment.verdicts import render
+
+    paths = [Path("results/rows/verdicts.csv"), Path("results/rows/verdicts_vgg16.csv")]  # the Makefile's order
+    command = "python scripts/verdicts.py " + " ".join(map(str, paths)) + " --out results/verdicts.md"
+    rows = read_rows([ROOT / p for p in paths])
+    text = render(rows, ", ".join(map(str, paths)), command, 0.3, str(tmp_path / "verdicts"))
+    assert text == (ROOT / "results" / "verdicts.md").read_text()
