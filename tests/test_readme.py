@@ -153,6 +153,6 @@ def test_every_code_file_a_page_names_exists():
     """Pages and docs name the code that makes them (`sglp/experiment/verdicts.py`, `configs/experiment/x.yaml`):
     after a module moves, a page that still names the old path is re-rendered or fixed."""
     tracked = subprocess.run(["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True).stdout.split()
-    found = {f: missing for f in tracked
-             if (missing := sorted({p for p in CODE_PATH.findall((ROOT / f).read_text()) if not (ROOT / p).exists()}))}  # fmt: skip
-    assert found == {}, found
+    named = {f: set(CODE_PATH.findall((ROOT / f).read_text())) for f in tracked}
+    found = {f: sorted(p for p in paths if not (ROOT / p).exists()) for f, paths in named.items()}
+    assert {f: m for f, m in found.items() if m} == {}
