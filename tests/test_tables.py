@@ -241,3 +241,21 @@ def test_the_index_of_tables_is_rendered_from_the_folders_and_says_what_the_file
     (results / "layerprune_table2.md").write_text("# page\n")
     line = tables_index(experiments, results).splitlines()[-1]
     assert "CPU stand-in: `results/layerprune_table2_cpu.md`; GPU rows: `results/layerprune_table2.md`" in line
+
+
+def test_a_table_page_says_where_its_rows_ran_from_the_rows_provenance():
+    """The page renders the machine, threads, load and dates the rows record, the job hours they sum to, and how
+    many rows predate provenance."""
+    machine = {"cpu": "AMD EPYC", "gpu": "", "threads": "2", "seconds_total": "1800"}
+    rows = [
+        {**row("SGLP", 91.0, 0), **machine, "load_start": "0.4", "start_utc": "2026-12-06T10:00:00Z"},
+        {**row("SGLP", 93.0, 1), **machine, "load_start": "2.5", "start_utc": "2026-12-07T01:00:00Z"},
+        row("Random", 85.5, 0),  # an old row: no provenance columns
+    ]
+    text = render_markdown(spec(), build_lines(spec(), PAPER, rows, stand_in=False), stand_in=False)
+    where = text.split("Where the rows ran")[1]
+    assert "- 3 rows, 1.0 hours of jobs" in where  # (1800 + 1800) s
+    assert "- machine: AMD EPYC; no GPU; torch threads 2; load average at start 0.4-2.5; rows started 2026-12-06 " \
+           "to 2026-12-07 (UTC)." in where  # fmt: skip
+    assert "- 1 rows carry no machine provenance." in where
+    assert "Where the rows ran" not in render_markdown(spec(), build_lines(spec(), PAPER, [], stand_in=False), stand_in=False)

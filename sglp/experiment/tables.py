@@ -380,6 +380,26 @@ def line_cells(spec: TableSpec, line: TableLine) -> dict[str, str]:
     return cells
 
 
+def provenance_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Where and how the rows ran, from the rows' own provenance columns (rows without them are counted)."""
+    cpus = sorted({str(r["cpu"]) for r in rows if r.get("cpu")})
+    threads = sorted({int(float(r["threads"])) for r in rows if as_number(r.get("threads")) is not None})
+    loads = [as_number(r.get("load_start")) for r in rows if as_number(r.get("load_start")) is not None]
+    dates = sorted(str(r["start_utc"])[:10] for r in rows if r.get("start_utc"))
+    hours = sum(as_number(r.get("seconds_total")) or 0.0 for r in rows) / 3600
+    gpus = sorted({str(r["gpu"]) for r in rows if r.get("gpu")})
+    lines = [f"- {len(rows)} rows, {hours:.1f} hours of jobs (the rows' `seconds_total`)."]
+    if cpus:
+        load = f"; load average at start {min(loads):.1f}-{max(loads):.1f}" if loads else ""
+        lines.append(
+            f"- machine: {'; '.join(cpus)}; {'GPU ' + '; '.join(gpus) if gpus else 'no GPU'}; torch threads "
+            f"{', '.join(map(str, threads))}{load}; rows started {dates[0]} to {dates[-1]} (UTC)."
+        )
+    if missing := sum(1 for r in rows if not r.get("cpu")):
+        lines.append(f"- {missing} rows carry no machine provenance.")
+    return lines
+
+
 def render_markdown(
     spec: TableSpec, lines: list[TableLine], stand_in: bool, command: str = "", rows_file: str = ""
 ) -> str:
@@ -411,6 +431,8 @@ def render_markdown(
         out.append("|" + "|".join("---" for _ in head) + "|")
         out += ["| " + " | ".join(c[h] for h in head) + " |" for c in cells]
         out.append("")
+    if ours := [r for line in lines for r in line.ours]:
+        out += ["Where the rows ran (their own provenance columns):", "", *provenance_lines(ours), ""]
     return "\n".join(out)
 
 

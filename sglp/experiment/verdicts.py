@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sglp.core.stats import Interval, holm, paired_t_pvalue, t_interval
-from sglp.experiment.tables import as_number
+from sglp.experiment.tables import as_number, provenance_lines
 
 Row = Mapping[str, Any]
 CONTROL_SUFFIXES = {"in_segments": " · random in its segments", "same_depth": " · random, same depth"}
@@ -207,24 +207,6 @@ def describe(v: Verdict) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------- the page
-
-
-def provenance_lines(rows: Sequence[Row]) -> list[str]:
-    """Where and how the rows ran, from the rows' own provenance columns (rows without them are counted)."""
-    cpus = sorted({str(r["cpu"]) for r in rows if r.get("cpu")})
-    threads = sorted({int(float(r["threads"])) for r in rows if as_number(r.get("threads")) is not None})
-    loads = [as_number(r.get("load_start")) for r in rows if as_number(r.get("load_start")) is not None]
-    dates = sorted(str(r["start_utc"])[:10] for r in rows if r.get("start_utc"))
-    hours = sum(as_number(r.get("seconds_total")) or 0.0 for r in rows) / 3600
-    lines = [f"- {len(rows)} rows, {hours:.1f} CPU-hours of jobs (the rows' `seconds_total`)."]
-    if cpus:
-        lines.append(
-            f"- machine: {'; '.join(cpus)}; torch threads {', '.join(map(str, threads))}; load average at "
-            f"start {min(loads):.1f}-{max(loads):.1f}; rows started {dates[0]} to {dates[-1]} (UTC)."
-        )
-    if missing := sum(1 for r in rows if not r.get("cpu")):
-        lines.append(f"- {missing} rows carry no machine provenance.")
-    return lines
 
 
 def budget_section(rows: Sequence[Row], threshold: float, chosen: int | None, steps: list) -> tuple[list[str], int]:
