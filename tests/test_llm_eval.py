@@ -88,5 +88,39 @@ def test_without_a_route_to_the_hub_tasks_come_from_the_cache_only(tmp_path, mon
     path = write_continuation_items(TEXT, tmp_path / "items.jsonl", num_items=4, seed=3)
     evaluation.check_tasks({"sglp_continuation": "acc"}, {"path": str(path)})  # the local task: no error
     assert datasets.config.HF_HUB_OFFLINE and huggingface_hub.constants.HF_HUB_OFFLINE
+    cache = tmp_path / "datasets_cache"
+    (cache / "some_dataset").mkdir(parents=True)  # a cache with something in it: lm-eval is asked, and fails
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(cache))
     with pytest.raises(DataNotFoundError, match="cannot be loaded"):
         evaluation.check_tasks({"piqa": "acc"}, {"path": str(path)})
+    (cache / "some_dataset").rmdir()  # an empty cache: refused before lm-eval's task index is built
+
+    def no_index(*args):
+        raise AssertionError("the task index was built")
+
+    monkeypatch.setattr(evaluation, "task_manager", no_index)
+    with pytest.raises(DataNotFoundError, match="empty datasets cache"):
+        evaluation.check_tasks({"piqa": "acc", "sglp_continuation": "acc"}, {"path": str(path)})
+    assert evaluation.local_task_names() == {"sglp_continuation"}
+
+
+def test_offline_with_an_empty_datasets_cache_a_hub_task_is_refused_before_the_task_index(tmp_path, monkeypatch):
+    """Without a route to the hub and with nothing in the datasets cache, no hub task can load: one
+    DataNotFoundError before lm-eval's task index (seconds to build) is asked for; local tasks alone still pass
+    through to it."""
+    import datasets.config
+
+    from sglp.core.errors import DataNotFoundError
+    from sglp.kinds.causal_lm import evaluation
+
+    monkeypatch.setattr(evaluation, "hub_reachable", lambda: False)
+    monkeypatch.setattr(evaluation, "use_cached_datasets_only", lambda: None)  # leaves the process's settings alone
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "no_cache"))
+    asked = []
+    monkeypatch.setattr(evaluation, "task_manager", lambda metadata: asked.append(metadata))
+    monkeypatch.setattr("lm_eval.tasks.get_task_dict", lambda names, task_manager=None: {})
+    with pytest.raises(DataNotFoundError, match="empty datasets cache"):
+        evaluation.check_tasks({"arc_easy": "acc", "sglp_continuation": "acc"})
+    assert asked == []
+    evaluation.check_tasks({"sglp_continuation": "acc"})  # local only: lm-eval is asked
+    assert len(asked) == 1

@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import random
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -74,24 +75,46 @@ def use_cached_datasets_only() -> None:
     huggingface_hub.constants.HF_HUB_OFFLINE = True
 
 
+def local_task_names() -> set[str]:
+    """The tasks defined in TASKS_DIR (their yaml's `task:`), which need no hub."""
+    names = set()
+    for path in TASKS_DIR.glob("*.yaml"):
+        names.update(m.group(1) for m in re.finditer(r"^task:\s*(\S+)", path.read_text(), flags=re.M))
+    return names
+
+
+def datasets_cached() -> bool:
+    """Whether the Hugging Face datasets cache holds anything (offline, a hub task can only come from there)."""
+    import datasets.config
+
+    cache = Path(datasets.config.HF_DATASETS_CACHE)
+    return cache.is_dir() and any(not p.name.startswith(".") and p.suffix != ".lock" for p in cache.iterdir())
+
+
+def tasks_not_loadable(metrics: Mapping[str, str], reason: str) -> DataNotFoundError:
+    return DataNotFoundError(
+        f"lm-eval tasks {sorted(metrics)} cannot be loaded ({reason}). Hub tasks need their datasets from the "
+        "Hugging Face hub once (then the datasets cache serves them offline); without internet use tasks=local"
+    )
+
+
 def check_tasks(metrics: Mapping[str, str], metadata: Mapping[str, object] | None = None) -> None:
     """Load every task's dataset now (before any measurement): a hub task that cannot be fetched is one clear
     error at the start of a run, not an exception after the dense evaluation. Without a route to the hub, only
-    the datasets cache is asked."""
+    the datasets cache is asked, and with an empty cache a hub task is refused before lm-eval's task index is
+    built (seconds)."""
     from lm_eval.tasks import get_task_dict
 
-    manager = task_manager(tuple(sorted((metadata or {}).items())))
     if not hub_reachable():
         use_cached_datasets_only()
+        if set(metrics) - local_task_names() and not datasets_cached():
+            raise tasks_not_loadable(metrics, "no route to the hub and an empty datasets cache")
+    manager = task_manager(tuple(sorted((metadata or {}).items())))
     try:
         get_task_dict(list(metrics), task_manager=manager)
     except Exception as e:  # noqa: BLE001 - datasets / hub / lm-eval raise many types for "not available"
         first = (str(e).splitlines() or [""])[0][:200]
-        raise DataNotFoundError(
-            f"lm-eval tasks {sorted(metrics)} cannot be loaded ({type(e).__name__}: {first}). Hub tasks need "
-            "their datasets from the Hugging Face hub once (then the datasets cache serves them offline); without "
-            "internet use tasks=local"
-        ) from None
+        raise tasks_not_loadable(metrics, f"{type(e).__name__}: {first}") from None
 
 
 def evaluate_tasks(
