@@ -180,6 +180,17 @@ def test_gpu_table_target_dry_runs(tmp_path, target):
             ],
             "memory: surgery",
         ),  # fmt: skip
+        # layer fusion's retraining: a recipe the classifier cannot train with, a kind with no retraining
+        (["method=fusion", "strategy.retrain={lr: 0.1}"], "a classifier retrains with an SGDConfig"),
+        (
+            [
+                "model=tiny_llama",
+                "method=fusion",
+                "search.keep=8",
+                "strategy.retrain={_target_: sglp.kinds.classification.training.SGDConfig, epochs: 1}",
+            ],
+            "CausalLMTask cannot retrain",
+        ),  # fmt: skip
         # Table 4's 128 x 128-token batches as n x n Grams: 32 x 16,384^2 float64, more than an 80 GB GPU
         (["experiment=table4_llama3_1_8b", "method=sglp_llm", "similarity.form=gram"], "memory: CKA"),
     ],
