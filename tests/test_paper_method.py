@@ -4,7 +4,7 @@ import itertools
 import math
 
 import pytest
-from helpers import compose_with
+from helpers import CONFIGS, compose_with, sweep_params
 from hydra.utils import instantiate
 
 from sglp.methods.search import SegmentSearch, segment_candidates
@@ -62,6 +62,24 @@ def test_sglp_paper_composes_to_the_papers_text():
     assert cfg.search.mode == "paper" and cfg.search.cap_at_allotted is False and cfg.search.budget is None
     assert cfg.scorer.init == "paper" and cfg.scorer.maximize is True
     assert instantiate(cfg.search).picks_depth
+
+
+PAPER_TABLE_EXPERIMENTS = sorted(  # the GPU paper tables and figures that run SGLP (paper) itself
+    p.stem
+    for p in (CONFIGS / "experiment").glob("*.yaml")
+    if p.stem.startswith(("table", "fig"))
+    and not p.stem.endswith("_cpu")
+    and "sglp_paper" in sweep_params(p.stem).get("method", [])
+)
+
+
+@pytest.mark.parametrize("experiment", PAPER_TABLE_EXPERIMENTS)
+def test_paper_tables_run_sglp_paper_as_the_method_yaml_states_it(experiment):
+    """An experiment may set the table's depth and k, never cap or sample the paper's search."""
+    cfg = compose_with(f"experiment={experiment}", "method=sglp_paper")
+    assert cfg.search.mode == "paper" and cfg.search.budget is None and cfg.search.cap_at_allotted is False
+    assert cfg.scorer.init == "paper" and cfg.similarity.estimator == "biased"
+    assert (cfg.calibration.batch_size, cfg.calibration.num_batches) == (128, 1)
 
 
 @pytest.mark.parametrize(
