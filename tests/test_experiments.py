@@ -26,8 +26,14 @@ TABLES = sorted(p.parent.name for p in (ROOT / "experiments").glob("*/table.yaml
 
 
 @functools.cache
+def method_config(method: str):
+    """The run config with only this method chosen."""
+    return compose_with(f"method={method}")
+
+
+@functools.cache
 def labels() -> dict[str, str]:
-    return {m: compose_with(f"method={m}").label for m in METHODS}
+    return {m: method_config(m).label for m in METHODS}
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -61,6 +67,21 @@ def test_experiment_composes_and_sweeps_known_methods(experiment):
     if "method" in params:
         assert cfg.label == labels()[params["method"][0]]
     instantiate(cfg.strategy)
+
+
+def test_without_segmentation_stays_one_segment_in_every_experiment():
+    """A table's segmenter.k (Table 6 sets 6) never splits the whole-network method into k uniform segments."""
+    checked = []
+    for experiment in EXPERIMENTS:
+        params = sweep_params(experiment)
+        others = [f"{k}={v[0]}" for k, v in params.items() if k != "method"]
+        for method in params.get("method", []):
+            if OmegaConf.select(method_config(method), "segmenter.k") != 1:
+                continue
+            cfg = compose_with(f"experiment={experiment}", *others, f"method={method}")
+            assert cfg.segmenter.k == 1, f"{experiment} splits {method} into {cfg.segmenter.k} segments"
+            checked.append(experiment)
+    assert "table6" in checked
 
 
 @pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e.endswith("_cpu")])
